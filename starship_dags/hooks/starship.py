@@ -1,0 +1,758 @@
+"""StarshipHook: every route of the Starship API, with auth, retries, paging and batching.
+
+The hook is the only place that speaks HTTP. It reuses :class:`HttpHook` for the session, the
+connection extras (``timeout``, ``verify``, ``proxies``, ``cert``), ``run()`` and
+``run_with_advanced_retry()`` (tenacity). What it adds:
+
+* **Auth detected from the server, not configured.** A token (``extra.token``, or a password
+  with no login) is sent as ``Authorization: Bearer``. With login and password the first call
+  goes out without credentials and the answer says which Airflow this is: a 302 to ``/login/``
+  is an Airflow 2 webserver (web login with its CSRF form, one session reused for the whole
+  task, renewed once if a later call is sent back to ``/login/``); a 401 is an Airflow 3
+  api-server (``POST /auth/token`` exchanges the password for a JWT, refreshed once on 401).
+* **Retries** with exponential backoff on connection errors, timeouts, truncated bodies, 429
+  (honouring ``Retry-After``), 502/503/504 and 500s that are not Starship's own application
+  errors. Never on other 4xx. Each retry is logged with its reason.
+* **Typed errors** (:mod:`starship_dags.exceptions`) naming the connection id, method, route and
+  status, with SQL parameters, echoed request arguments and known secrets removed.
+* **Paging** of DAG runs, task instances and history with limit/offset until ``dag_run_count``
+  is covered, de-duplicated by natural key.
+* **Byte-bounded batches** for list POSTs; a 413 splits the batch in two and tries again.
+
+A hook instance holds one HTTP session and is not meant to be shared between threads.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+import tenacity
+from airflow.providers.http.hooks.http import HttpHook
+
+from starship_dags import CONN_TYPE
+from starship_dags.exceptions import (
+    StarshipAuthError,
+    StarshipError,
+    StarshipNotInstalledError,
+    StarshipPayloadTooLargeError,
+    StarshipRateLimitedError,
+    StarshipTransportError,
+    error_class_for,
+)
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "api/starship"
+
+#: Connection extras this hook reads itself. They are never sent as HTTP headers (HttpHook
+#: turns unknown extras into headers).
+OWN_EXTRAS = (
+    "token",
+    "connect_timeout",
+    "read_timeout",
+    "retries",
+    "retry_max_wait",
+    "max_batch_bytes",
+)
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 120.0
+DEFAULT_RETRIES = 6  # attempts in all, the first one included
+DEFAULT_RETRY_MAX_WAIT = 60.0  # seconds between two attempts, at most
+DEFAULT_RETRY_BUDGET = 600.0  # seconds spent retrying one call, at most
+#: Below the Airflow 2 webserver's default ``allowed_payload_size`` of 1 MiB.
+DEFAULT_MAX_BATCH_BYTES = 900_000
+
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class TruncatedBody(requests.exceptions.RequestException):
+    """A 2xx response whose JSON body ends early: treated like a dropped connection."""
+
+
+TRANSIENT_EXCEPTIONS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    TruncatedBody,
+)
+
+
+def _is_starship_app_error(response: requests.Response) -> bool:
+    """A 500 that Starship produced itself (JSON with ``error``) is deterministic: no retry."""
+    if "json" not in response.headers.get("Content-Type", ""):
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "error" in body
+
+
+def is_transient_response(response: requests.Response) -> bool:
+    if response.status_code in TRANSIENT_STATUSES:
+        return True
+    return response.status_code == 500 and not _is_starship_app_error(response)
+
+
+def retry_after_seconds(response: requests.Response | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given as a number (HTTP dates are ignored)."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+_HTML_TAG = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+_CUT_MARKERS = ("[SQL:", "[parameters:", "Traceback (most recent call last)", "(Background on this error")
+_MAX_DETAIL = 600
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def response_detail(response: requests.Response, secrets: Iterable[str] = ()) -> str:
+    """A short, secret-free description of an error response.
+
+    Starship echoes the request (``kwargs``) and SQLAlchemy appends the SQL parameters to its
+    messages; both can hold passwords or variable values, so both are dropped.
+    """
+    text = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        pieces = [str(body[k]) for k in ("error", "detail", "message") if body.get(k)]
+        if body.get("error_message"):
+            pieces.append(str(body["error_message"]))
+        text = ": ".join(pieces)
+    elif body is None:
+        raw = response.text if response.encoding or response.content else ""
+        text = html.unescape(_HTML_TAG.sub(" ", raw or ""))
+    for marker in _CUT_MARKERS:
+        if marker in text:
+            text = text.split(marker, 1)[0]
+    text = _SPACES.sub(" ", text).strip()
+    if len(text) > _MAX_DETAIL:
+        text = text[:_MAX_DETAIL] + "…"
+    return redact(text, secrets)
+
+
+def iter_byte_batches(encoded: Sequence[bytes], max_bytes: int) -> Iterator[list[bytes]]:
+    """Group pre-serialised JSON items so that each ``{"key": [...]}`` body stays under max_bytes.
+
+    An item larger than max_bytes on its own still forms a batch of one (the server decides).
+    """
+    batch: list[bytes] = []
+    size = 0
+    for item in encoded:
+        cost = len(item) + 1  # the comma
+        if batch and size + cost > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _envelope(key: str, encoded: Sequence[bytes]) -> bytes:
+    return b'{"' + key.encode() + b'": [' + b",".join(encoded) + b"]}"
+
+
+def encode_item(item: dict[str, Any]) -> bytes:
+    return json.dumps(item, default=str, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class StarshipHook(HttpHook):
+    """Talks to one Airflow through its Starship plugin (and, for log and XCom fallbacks, its REST API).
+
+    :param starship_conn_id: a connection of type ``starship`` (or ``http``): host is the Airflow
+        URL, login/password a user of that Airflow, or password (or ``extra.token``) an API token.
+    :param max_batch_bytes: largest body of a list POST; defaults to the connection's
+        ``extra.max_batch_bytes`` or 900,000 bytes.
+    """
+
+    conn_name_attr = "starship_conn_id"
+    default_conn_name = "starship_source"
+    conn_type = CONN_TYPE
+    hook_name = "Starship (Airflow migration)"
+
+    def __init__(
+        self,
+        starship_conn_id: str = default_conn_name,
+        *,
+        max_batch_bytes: int | None = None,
+        retries: int | None = None,
+        retry_max_wait: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(method="GET", http_conn_id=starship_conn_id, **kwargs)
+        self.starship_conn_id = starship_conn_id
+        self._max_batch_bytes_arg = max_batch_bytes
+        self._retries_arg = retries
+        self._retry_max_wait_arg = retry_max_wait
+        self._session: requests.Session | None = None
+        self._auth_mode: str | None = None  # "token", "password" or "none"
+        self._server_auth: str | None = None  # "af2-session", "af3-jwt", "bearer" or "open"
+        self._secrets: set[str] = set()
+        self.request_count = 0
+        self.login_count = 0
+        self.retry_count = 0
+
+    # ------------------------------------------------------------------ connection form
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {
+                "host": "Airflow URL",
+                "login": "Username (empty when using an API token)",
+                "password": "Password or API token",
+            },
+            "placeholders": {
+                "host": "https://my-airflow.example.com (the web UI's URL, path prefix included)",
+                "login": "admin",
+                "password": "password, or an Astro / Airflow API token",
+                "extra": json.dumps(
+                    {"connect_timeout": 10, "read_timeout": 120, "retries": 6, "verify": True},
+                ),
+            },
+        }
+
+    # ------------------------------------------------------------------ configuration
+
+    @cached_property
+    def connection(self):
+        return self.get_connection(self.starship_conn_id)
+
+    @cached_property
+    def extras(self) -> dict[str, Any]:
+        try:
+            return dict(self.connection.extra_dejson or {})
+        except Exception:  # a malformed extra must not hide the real error later
+            return {}
+
+    def _number(self, arg: float | None, key: str, default: float) -> float:
+        if arg is not None:
+            return arg
+        value = self.extras.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"connection '{self.starship_conn_id}': extra '{key}' must be a number, got {value!r}"
+            ) from None
+
+    @cached_property
+    def max_batch_bytes(self) -> int:
+        return int(self._number(self._max_batch_bytes_arg, "max_batch_bytes", DEFAULT_MAX_BATCH_BYTES))
+
+    @cached_property
+    def retries(self) -> int:
+        return max(1, int(self._number(self._retries_arg, "retries", DEFAULT_RETRIES)))
+
+    @cached_property
+    def retry_max_wait(self) -> float:
+        return self._number(self._retry_max_wait_arg, "retry_max_wait", DEFAULT_RETRY_MAX_WAIT)
+
+    def _timeout(self) -> Any:
+        if "timeout" in self.extras:
+            return self.extras["timeout"]
+        return (
+            self._number(None, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            self._number(None, "read_timeout", DEFAULT_READ_TIMEOUT),
+        )
+
+    def add_secrets(self, values: Iterable[Any]) -> None:
+        """Strings that must never appear in an error message this hook builds."""
+        for value in values:
+            if isinstance(value, str) and value:
+                self._secrets.add(value)
+
+    # ------------------------------------------------------------------ session (HttpHook overrides)
+
+    def get_connection(self, conn_id: str):  # type: ignore[override]
+        # HttpHook asks for the connection on every session it builds; ask Airflow once.
+        if conn_id == self.starship_conn_id and "connection" in self.__dict__:
+            return self.__dict__["connection"]
+        return super().get_connection(conn_id)
+
+    def _extract_auth(self, connection) -> Any:
+        # HttpHook would send login/password as HTTP Basic auth; Starship never accepts that.
+        return None
+
+    def _configure_session_from_extra(self, session, connection, extra_options):
+        session = super()._configure_session_from_extra(session, connection, extra_options)
+        for key in OWN_EXTRAS:
+            session.headers.pop(key, None)
+        if self.merged_extra.get("verify") is False or self.merged_extra.get("verify_ssl") is False:
+            self.log.warning(
+                "TLS certificate verification is OFF for connection '%s' (extra verify=false)",
+                self.starship_conn_id,
+            )
+        return session
+
+    def get_conn(self, headers: dict[str, Any] | None = None, extra_options: dict[str, Any] | None = None):
+        """One session per hook: cookies (Airflow 2 login) and tokens live as long as the task."""
+        if self._session is None:
+            options = {"check_response": False, "allow_redirects": False, "timeout": self._timeout()}
+            self._session = super().get_conn(None, options)
+            for key in OWN_EXTRAS:  # also when the connection has no extra at all
+                self._session.headers.pop(key, None)
+            self._session.headers.setdefault("Accept", "application/json")
+            self._setup_credentials()
+        return self._session
+
+    def run_and_check(self, session, prepped_request, extra_options):
+        self.request_count += 1
+        response = super().run_and_check(session, prepped_request, extra_options)
+        if response.status_code < 300 and "json" in response.headers.get("Content-Type", ""):
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) != len(response.content):
+                raise TruncatedBody(f"body ended after {len(response.content)} of {declared} bytes")
+        return response
+
+    # ------------------------------------------------------------------ auth
+
+    def _setup_credentials(self) -> None:
+        conn = self.connection
+        token = self.extras.get("token")
+        password = conn.password or ""
+        if token:
+            self._auth_mode = "token"
+        elif password and not conn.login:
+            self._auth_mode, token = "token", password
+        elif conn.login:
+            self._auth_mode = "password"
+        else:
+            self._auth_mode = "none"
+        self.add_secrets([password, token or ""])
+        if token:
+            self._bearer(token)
+
+    def _bearer(self, token: str) -> None:
+        self.add_secrets([token])
+        self.get_conn().headers["Authorization"] = f"Bearer {token}"
+
+    @staticmethod
+    def _login_redirect(response: requests.Response) -> bool:
+        return response.status_code in REDIRECTS and "/login" in response.headers.get("Location", "")
+
+    def _needs_auth(self, response: requests.Response) -> bool:
+        return response.status_code == 401 or self._login_redirect(response)
+
+    def _authenticate(self, method: str, route: str, refused: requests.Response) -> None:
+        """Log in according to what the server answered; raise StarshipAuthError if we cannot."""
+        if self._auth_mode != "password":
+            what = "the API token was refused" if self._auth_mode == "token" else "no credentials"
+            raise StarshipAuthError(self.starship_conn_id, method, route, refused.status_code, what)
+        if self._login_redirect(refused):
+            self._airflow2_login()
+        else:
+            self._airflow3_token()
+
+    def _airflow2_login(self) -> None:
+        """Log in to an Airflow 2 webserver through its form; the session cookie does the rest."""
+        conn = self.connection
+        session = self.get_conn()
+        session.cookies.clear()
+        page = self._send("GET", "login/")
+        match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]*)"', page.text) or re.search(
+            r'<input[^>]*value="([^"]*)"[^>]*name="csrf_token"', page.text
+        )
+        if page.status_code != 200 or not match:
+            raise StarshipAuthError(
+                self.starship_conn_id, "GET", "/login/", page.status_code,
+                "the server redirected to /login/ but no Airflow 2 login form was found there",
+            )
+        self.login_count += 1
+        self.log.info("Logging in to Airflow 2 webserver of connection '%s' as '%s'", self.starship_conn_id, conn.login)
+        answer = self._send(
+            "POST",
+            "login/",
+            data={"username": conn.login, "password": conn.password or "", "csrf_token": match.group(1)},
+            headers={"Referer": self.url_from_endpoint("login/")},
+        )
+        if answer.status_code == 429:
+            raise StarshipRateLimitedError(self.starship_conn_id, "POST", "/login/", 429, "login rate limit")
+        if not (answer.status_code in REDIRECTS and "/login" not in answer.headers.get("Location", "")):
+            raise StarshipAuthError(
+                self.starship_conn_id, "POST", "/login/", answer.status_code,
+                "Airflow 2 web login refused the username or password",
+            )
+        self._server_auth = "af2-session"
+
+    def _airflow3_token(self) -> None:
+        """Exchange login and password for a JWT at an Airflow 3 api-server's ``/auth/token``."""
+        conn = self.connection
+        session = self.get_conn()
+        session.headers.pop("Authorization", None)
+        self.login_count += 1
+        self.log.info("Requesting an API token for connection '%s' as '%s'", self.starship_conn_id, conn.login)
+        answer = self._send("POST", "auth/token", json={"username": conn.login, "password": conn.password or ""})
+        token = None
+        if answer.status_code in (200, 201):
+            try:
+                token = answer.json().get("access_token")
+            except ValueError:
+                token = None
+        if not token:
+            raise StarshipAuthError(
+                self.starship_conn_id, "POST", "/auth/token", answer.status_code,
+                response_detail(answer, self._secrets) or "no access_token in the answer",
+            )
+        self._bearer(token)
+        self._server_auth = "af3-jwt"
+
+    # ------------------------------------------------------------------ sending
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        response = None if outcome is None or outcome.failed else outcome.result()
+        hinted = retry_after_seconds(response)
+        if hinted is not None:
+            return min(hinted, self.retry_max_wait)
+        backoff = 0.5 * 2 ** (retry_state.attempt_number - 1)
+        return min(backoff, self.retry_max_wait)
+
+    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        self.retry_count += 1
+        outcome = retry_state.outcome
+        if outcome is not None and outcome.failed:
+            exc = outcome.exception()
+            reason = f"{type(exc).__name__}: {redact(str(exc), self._secrets)[:200]}"
+        else:
+            reason = f"HTTP {outcome.result().status_code}" if outcome is not None else "unknown"
+        sleep = retry_state.next_action.sleep if retry_state.next_action else 0
+        self.log.warning(
+            "Retrying %s %s on connection '%s' after %s (attempt %d of %d, waiting %.1f s)",
+            self.method, self._current_endpoint, self.starship_conn_id, reason,
+            retry_state.attempt_number + 1, self.retries, sleep,
+        )
+
+    def _send(self, method: str, endpoint: str, *, params=None, data=None, json=None, headers=None) -> requests.Response:
+        """One HTTP exchange through ``HttpHook.run`` with tenacity retries; any status comes back."""
+        self.get_conn()
+        self.method = method
+        self._current_endpoint = "/" + endpoint
+        kwargs: dict[str, Any] = {}
+        if json is not None:
+            kwargs["json"] = json
+        if method in ("GET", "HEAD"):
+            payload = params
+        else:
+            payload = data
+            if params:
+                kwargs["params"] = params
+        retry_args = {
+            "stop": tenacity.stop_after_attempt(self.retries) | tenacity.stop_after_delay(DEFAULT_RETRY_BUDGET),
+            "wait": self._wait,
+            "retry": tenacity.retry_if_exception_type(TRANSIENT_EXCEPTIONS)
+            | tenacity.retry_if_result(is_transient_response),
+            "before_sleep": self._log_retry,
+            "retry_error_callback": lambda state: state.outcome.result(),
+            "reraise": True,
+        }
+        try:
+            return self.run_with_advanced_retry(retry_args, endpoint=endpoint, data=payload, headers=headers, **kwargs)
+        except TRANSIENT_EXCEPTIONS as exc:
+            raise StarshipTransportError(
+                self.starship_conn_id, method, "/" + endpoint, None,
+                f"{type(exc).__name__}: {redact(str(exc), self._secrets)[:300]} (after {self.retries} attempts)",
+            ) from None
+
+    def request(
+        self,
+        method: str,
+        route: str,
+        *,
+        params: dict[str, Any] | None = None,
+        data: bytes | dict | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        item: str | None = None,
+        prefix: str = API_PREFIX,
+        ok_statuses: Iterable[int] = (),
+    ) -> requests.Response:
+        """Call ``{prefix}/{route}``, logging in when the server asks, and map errors to typed exceptions.
+
+        Statuses in ``ok_statuses`` are returned instead of raised.
+        """
+        endpoint = f"{prefix}/{route}" if prefix else route
+        shown = "/" + endpoint
+        response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)
+        if self._needs_auth(response):
+            self._authenticate(method, shown, response)
+            response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)
+            if self._needs_auth(response):
+                raise StarshipAuthError(
+                    self.starship_conn_id, method, shown, response.status_code,
+                    "still refused after logging in",
+                )
+        elif self._server_auth is None and response.status_code < 300:
+            self._server_auth = "bearer" if self._auth_mode == "token" else "open"
+        status = response.status_code
+        if status < 300 or status in set(ok_statuses):
+            return response
+        if status in REDIRECTS:
+            raise StarshipError(
+                self.starship_conn_id, method, shown, status,
+                f"unexpected redirect to {urlparse(response.headers.get('Location', '')).path or '?'}",
+                item=item,
+            )
+        raise error_class_for(status)(
+            self.starship_conn_id, method, shown, status, response_detail(response, self._secrets), item=item
+        )
+
+    def _json(self, method: str, route: str, **kwargs: Any) -> Any:
+        response = self.request(method, route, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise StarshipError(
+                self.starship_conn_id, method, f"/{API_PREFIX}/{route}", response.status_code,
+                "the answer is not JSON; is the URL the Airflow web server with Starship installed?",
+            ) from None
+
+    # ------------------------------------------------------------------ info
+
+    def info(self) -> dict[str, Any]:
+        """``{"airflow_version", "starship_version"}``; older Starship only has ``/airflow_version``."""
+        try:
+            return self._json("GET", "info")
+        except StarshipError as err:
+            if err.status != 404:
+                raise
+        response = self.request("GET", "airflow_version", ok_statuses=(404,))
+        if response.status_code == 404:
+            raise StarshipNotInstalledError(self.starship_conn_id, "GET", f"/{API_PREFIX}/info", 404)
+        return {"airflow_version": response.text.strip().strip('"'), "starship_version": None}
+
+    @cached_property
+    def airflow_version(self) -> str:
+        return str(self.info()["airflow_version"])
+
+    @cached_property
+    def airflow_major(self) -> int:
+        return int(self.airflow_version.split(".", 1)[0])
+
+    def health(self) -> str:
+        return self.request("GET", "health").text
+
+    def env_vars(self) -> dict[str, str]:
+        return self._json("GET", "env_vars")
+
+    # ------------------------------------------------------------------ pools, variables, connections
+
+    def get_pools(self) -> list[dict[str, Any]]:
+        return self._json("GET", "pools")
+
+    def create_pool(self, pool: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "pools", json=pool, item=f"pool {pool.get('name')!r}")
+
+    def delete_pool(self, name: str) -> None:
+        self.request("DELETE", "pools", params={"name": name}, item=f"pool {name!r}")
+
+    def get_variables(self) -> list[dict[str, Any]]:
+        return self._json("GET", "variables")
+
+    def create_variable(self, variable: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "variables", json=variable, item=f"variable {variable.get('key')!r}")
+
+    def delete_variable(self, key: str) -> None:
+        self.request("DELETE", "variables", params={"key": key}, item=f"variable {key!r}")
+
+    def get_connections(self) -> list[dict[str, Any]]:
+        return self._json("GET", "connections")
+
+    def create_connection(self, connection: dict[str, Any]) -> dict[str, Any]:
+        return self._json(
+            "POST", "connections", json=connection, item=f"connection {connection.get('conn_id')!r}"
+        )
+
+    def delete_connection(self, conn_id: str) -> None:
+        self.request("DELETE", "connections", params={"conn_id": conn_id}, item=f"connection {conn_id!r}")
+
+    # ------------------------------------------------------------------ DAGs
+
+    def get_dags(self) -> list[dict[str, Any]]:
+        return self._json("GET", "dags")
+
+    def set_dag_paused(self, dag_id: str, is_paused: bool) -> Any:
+        return self._json("PATCH", "dags", json={"dag_id": dag_id, "is_paused": is_paused}, item=f"DAG {dag_id!r}")
+
+    # ------------------------------------------------------------------ DAG runs and task instances
+
+    def get_dag_runs(self, dag_id: str, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._json("GET", "dag_runs", params={"dag_id": dag_id, "limit": limit, "offset": offset})
+
+    def get_task_instances(self, dag_id: str, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Task instances of ``limit`` runs starting at ``offset`` (Starship pages by runs)."""
+        return self._json("GET", "task_instances", params={"dag_id": dag_id, "limit": limit, "offset": offset})
+
+    def get_task_instance_history(self, dag_id: str, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        return self._json(
+            "GET", "task_instance_history", params={"dag_id": dag_id, "limit": limit, "offset": offset}
+        )
+
+    def _iter_pages(
+        self,
+        fetch: Callable[..., dict[str, Any]],
+        dag_id: str,
+        list_key: str,
+        natural_key: Callable[[dict[str, Any]], tuple],
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        """Page by runs until ``dag_run_count`` is covered; yield each natural key once.
+
+        The server orders by start date without a tie-breaker and each page is its own query, so
+        pages may overlap when the source changes or dates tie: duplicates are dropped here.
+        """
+        seen: set[tuple] = set()
+        offset = 0
+        total = None
+        while total is None or offset < total:
+            page = fetch(dag_id, limit=page_size, offset=offset)
+            total = int(page.get("dag_run_count") or 0)
+            rows = page.get(list_key) or []
+            for row in rows:
+                key = natural_key(row)
+                if key not in seen:
+                    seen.add(key)
+                    yield row
+            offset += page_size
+            if not rows and offset >= total:
+                break
+
+    def iter_dag_runs(self, dag_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        return self._iter_pages(self.get_dag_runs, dag_id, "dag_runs", lambda r: (r["dag_id"], r["run_id"]), page_size)
+
+    def iter_task_instances(self, dag_id: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter_pages(self.get_task_instances, dag_id, "task_instances", ti_key, page_size)
+
+    def iter_task_instance_history(self, dag_id: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self._iter_pages(
+            self.get_task_instance_history, dag_id, "task_instances",
+            lambda r: (*ti_key(r), r.get("try_number")), page_size,
+        )
+
+    def post_list(self, route: str, key: str, items: Sequence[dict[str, Any]], *, describe=None) -> int:
+        """POST ``{key: items}`` in batches under ``max_batch_bytes``; a 413 halves the batch.
+
+        Returns how many items were sent. Any other error is raised for the batch that failed.
+        """
+        encoded = [encode_item(item) for item in items]
+        sent = 0
+        for batch in iter_byte_batches(encoded, self.max_batch_bytes):
+            sent += self._post_batch(route, key, batch, describe)
+        return sent
+
+    def _post_batch(self, route: str, key: str, batch: list[bytes], describe) -> int:
+        try:
+            self.request(
+                "POST", route, data=_envelope(key, batch),
+                headers={"Content-Type": "application/json"},
+                item=f"batch of {len(batch)}",
+            )
+            return len(batch)
+        except StarshipPayloadTooLargeError as err:
+            if len(batch) == 1:
+                item = json.loads(batch[0])
+                err.item = describe(item) if describe else f"one item of {len(batch[0])} bytes"
+                raise
+            half = len(batch) // 2
+            self.log.info("%s answered 413 for %d items; splitting in two", route, len(batch))
+            return self._post_batch(route, key, batch[:half], describe) + self._post_batch(
+                route, key, batch[half:], describe
+            )
+
+    def create_dag_runs(self, dag_runs: Sequence[dict[str, Any]]) -> int:
+        return self.post_list("dag_runs", "dag_runs", dag_runs, describe=lambda r: f"run {r.get('run_id')!r}")
+
+    def create_task_instances(self, task_instances: Sequence[dict[str, Any]]) -> int:
+        return self.post_list("task_instances", "task_instances", task_instances, describe=_describe_ti)
+
+    def create_task_instance_history(self, rows: Sequence[dict[str, Any]]) -> int:
+        return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_ti)
+
+    def delete_dag_runs(self, dag_id: str) -> None:
+        """Deletes **every** run of the DAG (Starship has no per-run delete)."""
+        self.request("DELETE", "dag_runs", params={"dag_id": dag_id}, item=f"DAG {dag_id!r}")
+
+    # ------------------------------------------------------------------ XCom and task logs (Airflow 2.8+)
+
+    @staticmethod
+    def _ti_params(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
+        return {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
+
+    def get_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        return self._json("GET", "xcom", params=self._ti_params(dag_id, run_id, task_id, map_index)) or []
+
+    def create_xcom(self, xcom: dict[str, Any]) -> Any:
+        return self._json("POST", "xcom", json=xcom, item=_describe_ti(xcom) + f" key {xcom.get('key')!r}")
+
+    def delete_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> None:
+        self.request("DELETE", "xcom", params=self._ti_params(dag_id, run_id, task_id, map_index))
+
+    def get_task_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, *, block_size: int | None = None
+    ) -> bytes:
+        params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
+        if block_size:
+            params["block_size"] = block_size
+        return self.request("GET", "task_log", params=params).content
+
+    def put_task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, body: bytes) -> None:
+        params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
+        self.request("POST", "task_log", params=params, data=body, headers={"Content-Type": "text/plain"})
+
+    def delete_task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> None:
+        params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
+        self.request("DELETE", "task_log", params=params)
+
+    # ------------------------------------------------------------------ misc
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            info = self.info()
+        except Exception as err:  # the connection form shows this text
+            return False, str(err)
+        return True, f"Starship {info.get('starship_version')} on Airflow {info.get('airflow_version')}"
+
+
+def ti_key(row: dict[str, Any]) -> tuple:
+    map_index = row.get("map_index")
+    return (row["dag_id"], row["run_id"], row["task_id"], -1 if map_index is None else int(map_index))
+
+
+def _describe_ti(row: dict[str, Any]) -> str:
+    return "task instance {}/{}/{}[{}]".format(
+        row.get("dag_id"), row.get("run_id"), row.get("task_id"), row.get("map_index", -1)
+    )
+

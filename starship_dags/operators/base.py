@@ -1,0 +1,232 @@
+"""Shared mechanics of every migration operator.
+
+:class:`MigrationOperator` owns the two hooks (built lazily, so DAG files parse offline), the
+conflict policy, dry run, and the summary: it is pushed to XCom under ``summary`` whether the
+task succeeds or fails, logged as a table, and the task fails at the end when any item failed.
+
+:class:`KeyedResourceOperator` is the transfer shape of pools, variables and connections: read
+both lists once, compare item by item on the fields that define the item, and write only what
+differs, according to the conflict policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+from starship_dags.compat import AirflowSkipException, BaseOperator, mask_secret
+from starship_dags.exceptions import StarshipConflictError, StarshipError
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.report import Summary, format_table
+
+CONFLICT_POLICIES = ("skip", "overwrite", "fail")
+PROGRESS_EVERY = 200
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def as_name_list(value: Any) -> list[str]:
+    """Names from a list, a JSON list or a comma/newline separated string; empty means all."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = json.loads(text)
+        else:
+            value = [part for chunk in text.splitlines() for part in chunk.split(",")]
+    if not isinstance(value, (list, tuple, set)):
+        raise ValueError(f"expected a list of names, got {type(value).__name__}")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+class MigrationOperator(BaseOperator):
+    """Base of all migration operators: hooks, policy, dry run and the summary contract."""
+
+    resource = "resource"
+    template_fields: tuple[str, ...] = ("source_conn_id", "target_conn_id", "conflict_policy", "dry_run", "enabled")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        source_conn_id: str = "starship_source",
+        target_conn_id: str = "starship_target",
+        conflict_policy: str = "skip",
+        dry_run: bool | str = False,
+        enabled: bool | str = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.target_conn_id = target_conn_id
+        self.conflict_policy = conflict_policy
+        self.dry_run = dry_run
+        self.enabled = enabled
+
+    @cached_property
+    def source_hook(self) -> StarshipHook:
+        return StarshipHook(self.source_conn_id)
+
+    @cached_property
+    def target_hook(self) -> StarshipHook:
+        return StarshipHook(self.target_conn_id)
+
+    def add_secrets(self, values: Iterable[Any]) -> None:
+        """Keep these values out of task logs and out of error messages of both hooks."""
+        values = [v for v in values if isinstance(v, str) and v]
+        for value in values:
+            mask_secret(value)
+        self.source_hook.add_secrets(values)
+        self.target_hook.add_secrets(values)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if not as_bool(self.enabled):
+            raise AirflowSkipException(f"{self.resource} not selected for this run")
+        policy = str(self.conflict_policy).strip().lower()
+        if policy not in CONFLICT_POLICIES:
+            raise ValueError(f"conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}; got {self.conflict_policy!r}")
+        self.conflict_policy = policy
+        summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
+        try:
+            self.migrate(summary, context)
+        except Exception as err:
+            summary.add("failed", f"{self.resource} task", str(err))
+            raise
+        finally:
+            if "source_hook" in self.__dict__:
+                summary.source_requests = self.source_hook.request_count
+            if "target_hook" in self.__dict__:
+                summary.target_requests = self.target_hook.request_count
+            context["ti"].xcom_push(key="summary", value=summary.as_dict())
+            self.log.info("Summary of %s:\n%s", self.resource, format_table([summary]))
+        if summary.failed:
+            names = ", ".join(f["item"] for f in summary.failures[:20])
+            more = f" and {summary.failed - 20} more" if summary.failed > 20 else ""
+            raise AirflowException(f"{self.resource}: {summary.failed} item(s) failed: {names}{more} (reasons above)")
+        return summary.as_dict()
+
+    def summary_dag_id(self) -> str | None:
+        return None
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        raise NotImplementedError
+
+
+class KeyedResourceOperator(MigrationOperator):
+    """Pools, variables and connections: items identified by one key, one POST per item.
+
+    Subclasses set ``resource``, ``label``, ``key_field`` and ``fields`` and the three hook calls.
+    """
+
+    label = "item"
+    key_field = "key"
+    fields: tuple[str, ...] = ()
+    template_fields = (*MigrationOperator.template_fields, "names")
+
+    def __init__(self, *, names: list[str] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.names = names
+
+    # -- per resource
+
+    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def delete_item(self, hook: StarshipHook, key: str) -> None:
+        raise NotImplementedError
+
+    def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item as it is compared and written: the defining fields only."""
+        return {f: item.get(f) for f in self.fields}
+
+    def comparable(self, item: dict[str, Any]) -> dict[str, Any]:
+        return self.normalize(item)
+
+    def secret_values(self, item: dict[str, Any]) -> list[str]:
+        return []
+
+    # -- the transfer
+
+    def describe(self, key: str) -> str:
+        return f"{self.label} {key!r}"
+
+    def differing_fields(self, source: dict[str, Any], target: dict[str, Any]) -> list[str]:
+        a, b = self.comparable(source), self.comparable(target)
+        return [f for f in self.fields if a.get(f) != b.get(f)]
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        source = {item[self.key_field]: self.normalize(item) for item in self.list_items(self.source_hook)}
+        self.add_secrets(s for item in source.values() for s in self.secret_values(item))
+        target = {item[self.key_field]: self.normalize(item) for item in self.list_items(self.target_hook)}
+        self.add_secrets(s for item in target.values() for s in self.secret_values(item))
+        wanted = as_name_list(self.names) or sorted(source)
+        self.log.info(
+            "%s: %d on the source, %d on the target, %d selected; conflict policy %s%s",
+            self.resource, len(source), len(target), len(wanted), self.conflict_policy,
+            " (dry run: nothing is written)" if summary.dry_run else "",
+        )
+        for done, key in enumerate(wanted, start=1):
+            if key not in source:
+                summary.add("failed", self.describe(key), "not found on the source")
+                continue
+            try:
+                outcome, reason = self.migrate_one(key, source[key], target.get(key), summary.dry_run)
+            except StarshipError as err:
+                outcome, reason = "failed", str(err)
+            summary.add(outcome, self.describe(key), reason)
+            if done % PROGRESS_EVERY == 0:
+                self.log.info("%s: %d of %d done", self.resource, done, len(wanted))
+
+    def migrate_one(
+        self, key: str, wanted: dict[str, Any], existing: dict[str, Any] | None, dry_run: bool
+    ) -> tuple[str, str | None]:
+        if existing is None:
+            if not dry_run:
+                self.create_on_target(key, wanted)
+            return "created", None
+        differing = self.differing_fields(wanted, existing)
+        if not differing:
+            return "unchanged", None
+        if self.conflict_policy == "skip":
+            return "skipped", "differs on the target: " + ", ".join(differing)
+        if self.conflict_policy == "fail":
+            return "failed", "differs on the target (" + ", ".join(differing) + ") and conflict policy is 'fail'"
+        if not dry_run:
+            self.replace_on_target(key, wanted, existing)
+        return "updated", None
+
+    def create_on_target(self, key: str, wanted: dict[str, Any]) -> None:
+        try:
+            self.create_item(self.target_hook, wanted)
+        except StarshipConflictError:
+            # A retried POST whose first attempt was committed, or a concurrent writer: look again.
+            now = {i[self.key_field]: self.normalize(i) for i in self.list_items(self.target_hook)}.get(key)
+            if now is None or self.differing_fields(wanted, now):
+                raise
+            self.log.info("%s was already on the target with the same content", self.describe(key))
+
+    def replace_on_target(self, key: str, wanted: dict[str, Any], existing: dict[str, Any]) -> None:
+        """Starship can only insert: delete, insert, and put the old item back if the insert fails."""
+        self.delete_item(self.target_hook, key)
+        try:
+            self.create_item(self.target_hook, wanted)
+        except StarshipError:
+            try:
+                self.create_item(self.target_hook, existing)
+            except StarshipError as restore_error:
+                self.log.error("Could not restore %s after a failed overwrite: %s", self.describe(key), restore_error)
+            else:
+                self.log.warning("Overwrite of %s failed; the target's previous version was restored", self.describe(key))
+            raise

@@ -1,0 +1,57 @@
+"""Connections, passwords and extras included (Starship returns them decrypted)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starship_dags.compat import is_sensitive_key
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.operators.base import KeyedResourceOperator
+
+
+def _parsed_extra(extra: Any) -> Any:
+    """Extras are compared as JSON when they are JSON (servers may re-serialise them)."""
+    if isinstance(extra, str):
+        try:
+            return json.loads(extra)
+        except ValueError:
+            return extra
+    return extra
+
+
+class ConnectionsMigrationOperator(KeyedResourceOperator):
+    """Copy connections. A connection the target rejects (e.g. a non-JSON extra on Airflow 3)
+    is reported by id; the others still migrate."""
+
+    resource = "connections"
+    label = "connection"
+    key_field = "conn_id"
+    fields = ("conn_id", "conn_type", "host", "port", "schema", "login", "password", "extra", "description")
+
+    def normalize(self, item: dict[str, Any]) -> dict[str, Any]:
+        normal = super().normalize(item)
+        if normal["port"] not in (None, ""):
+            normal["port"] = int(normal["port"])
+        if isinstance(normal["extra"], dict):
+            normal["extra"] = json.dumps(normal["extra"])
+        return normal
+
+    def comparable(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {**item, "extra": _parsed_extra(item.get("extra"))}
+
+    def secret_values(self, item: dict[str, Any]) -> list[str]:
+        values = [item.get("password")]
+        extra = _parsed_extra(item.get("extra"))
+        if isinstance(extra, dict):
+            values += [str(v) for k, v in extra.items() if is_sensitive_key(k) and v not in (None, "")]
+        return [v for v in values if v]
+
+    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+        return hook.get_connections()
+
+    def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:
+        hook.create_connection(item)
+
+    def delete_item(self, hook: StarshipHook, key: str) -> None:
+        hook.delete_connection(key)

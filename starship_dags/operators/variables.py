@@ -1,0 +1,30 @@
+"""Variables: key, value and description, values copied byte for byte."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starship_dags.compat import is_sensitive_key
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.operators.base import KeyedResourceOperator
+
+
+class VariablesMigrationOperator(KeyedResourceOperator):
+    """Copy variables. Values are never logged; those under sensitive keys are also masked."""
+
+    resource = "variables"
+    label = "variable"
+    key_field = "key"
+    fields = ("key", "val", "description")
+
+    def secret_values(self, item: dict[str, Any]) -> list[str]:
+        return [item["val"]] if is_sensitive_key(item["key"]) and item.get("val") else []
+
+    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+        return hook.get_variables()
+
+    def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:
+        hook.create_variable(item)
+
+    def delete_item(self, hook: StarshipHook, key: str) -> None:
+        hook.delete_variable(key)

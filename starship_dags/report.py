@@ -1,0 +1,76 @@
+"""Per-task summaries and the readable table built from them.
+
+Every migration operator returns a :class:`Summary` as a small JSON-serialisable dict, pushed to
+XCom under the key ``summary`` even when the task fails, so the report can always collect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OUTCOMES = ("created", "updated", "unchanged", "skipped", "failed")
+#: Names listed per outcome at most (counts are always complete).
+MAX_NAMES = 50
+
+
+@dataclass
+class Summary:
+    resource: str
+    dag_id: str | None = None
+    dry_run: bool = False
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_items: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source_requests: int = 0
+    target_requests: int = 0
+
+    def add(self, outcome: str, name: str, reason: str | None = None) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if outcome == "failed":
+            self.failures.append({"item": name, "reason": reason or "unknown"})
+        elif outcome == "skipped" and len(self.skipped_items) < MAX_NAMES:
+            self.skipped_items.append(name if not reason else f"{name} ({reason})")
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, outcome) for outcome in OUTCOMES)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def format_table(summaries: list[Summary]) -> str:
+    """A fixed-width table: one line per resource (and DAG), then every failure by name."""
+    headers = ["resource", "dag", *OUTCOMES]
+    rows = [
+        [s.resource + (" (dry run)" if s.dry_run else ""), s.dag_id or "-", *(str(getattr(s, o)) for o in OUTCOMES)]
+        for s in summaries
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    failures = [(s, f) for s in summaries for f in s.failures]
+    if failures:
+        lines.append("")
+        lines.append("failures:")
+        lines += [f"  {s.resource}{'/' + s.dag_id if s.dag_id else ''}: {f['item']}: {f['reason']}" for s, f in failures]
+    notes = [(s, n) for s in summaries for n in s.notes]
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        lines += [f"  {s.resource}{'/' + s.dag_id if s.dag_id else ''}: {n}" for s, n in notes]
+    return "\n".join(lines)

@@ -1,0 +1,503 @@
+"""Real Airflow servers on loopback for tests and the demo.
+
+* Each Airflow version gets a virtual environment built with uv and cached across runs
+  (``~/.cache/starship-dags/venvs``, override with ``STARSHIP_DAGS_CACHE``).
+* Each server gets its own PostgreSQL database, cloned from a migrated template database that is
+  also cached across runs (``CREATE DATABASE … TEMPLATE`` takes a second; ``db migrate`` a minute).
+* Servers bind 127.0.0.1 on free ports; every wait is bounded.
+
+Nothing here is imported by the package itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("STARSHIP_DAGS_CACHE", Path.home() / ".cache" / "starship-dags"))
+PG_HOST = os.environ.get("STARSHIP_DAGS_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("STARSHIP_DAGS_PG_PORT", "5432"))
+PG_USER = os.environ.get("STARSHIP_DAGS_PG_USER", "postgres")
+
+STARSHIP = "astronomer-starship==2.10.1"
+HTTP_PROVIDER = "apache-airflow-providers-http==6.3.0"
+AIRFLOW_VERSIONS = {
+    "2.11": ["apache-airflow[postgres]==2.11.0", STARSHIP, HTTP_PROVIDER],
+    "3.3": ["apache-airflow[postgres]==3.3.2", STARSHIP, HTTP_PROVIDER],
+}
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detectable
+
+
+def log(msg: str) -> None:
+    print(f"[rig {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def uv() -> str:
+    found = shutil.which("uv")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "uv"
+    if candidate.exists():
+        return str(candidate)
+    raise RuntimeError("uv is not installed; run the tests through scripts/test.sh")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 900, check: bool = True,
+        input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        cmd, env=env, timeout=timeout, capture_output=True, text=True, input=input, cwd=cwd,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({proc.returncode}): {' '.join(cmd[:6])}…\n--- stdout\n{proc.stdout[-4000:]}"
+            f"\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+# --------------------------------------------------------------------------- virtual environments
+
+
+@dataclass
+class AirflowEnv:
+    version: str  # "2.11" or "3.3"
+    path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = CACHE / "venvs" / f"airflow-{self.version}-{self.spec_hash()}"
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(AIRFLOW_VERSIONS[self.version]).encode()).hexdigest()[:10]
+
+    @property
+    def python(self) -> str:
+        return str(self.path / "bin" / "python")
+
+    @property
+    def airflow(self) -> str:
+        return str(self.path / "bin" / "airflow")
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def ensure(self) -> AirflowEnv:
+        marker = self.path / ".complete"
+        if not marker.exists():
+            log(f"building virtual environment for Airflow {self.version} at {self.path}")
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+            run([uv(), "venv", "-q", "--python", sys.executable, str(self.path)], env=env)
+            run([uv(), "pip", "install", "-q", "--python", self.python, *AIRFLOW_VERSIONS[self.version]], env=env)
+            marker.write_text("ok")
+        return self
+
+    def install_project(self) -> None:
+        """Install this working tree (not editable: the server sees exactly what a user gets)."""
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        run([uv(), "pip", "install", "-q", "--python", self.python, "--no-deps", "--reinstall-package",
+             "starship-dags", str(ROOT)], env=env)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def pg_connect(dbname: str = "postgres"):
+    import psycopg
+
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=True)
+
+
+def pg_reachable() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def db_exists(name: str) -> bool:
+    with pg_connect() as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def drop_db(name: str) -> None:
+    with pg_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_db(name: str, template: str | None = None) -> None:
+    drop_db(name)
+    with pg_connect() as conn:
+        if template:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def sql_url(db: str) -> str:
+    return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def fernet_key(seed: str) -> str:
+    """A Fernet key derived from the database name: stable for one server, different between servers."""
+    import base64
+
+    return base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest()).decode()
+
+
+class AirflowServer:
+    """One Airflow web/api server (and optionally a scheduler) with its own home and database."""
+
+    def __init__(self, name: str, env: AirflowEnv, *, extra_env: dict[str, str] | None = None,
+                 dags_folder: Path | None = None) -> None:
+        self.name = name
+        self.env = env
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix=f"sd-{name}-"))
+        self.db = f"sd_{name}_{os.getpid()}".lower().replace("-", "_").replace(".", "")
+        self.dags_folder = dags_folder or (self.home / "dags")
+        self.dags_folder.mkdir(parents=True, exist_ok=True)
+        self.extra_env = extra_env or {}
+        self.procs: list[subprocess.Popen] = []
+        self._fernet = fernet_key(self.db)
+
+    @property
+    def major(self) -> int:
+        return self.env.major
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "VIRTUAL_ENV", "PYTHONPATH", "UV_"))
+        }
+        env.update({
+            "AIRFLOW_HOME": str(self.home),
+            "PATH": f"{self.env.path / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_url(self.db),
+            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__FERNET_KEY": self._fernet,
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            "PYTHONWARNINGS": "ignore",
+        })
+        if self.major == 2:
+            env.update({
+                "AIRFLOW__WEBSERVER__SECRET_KEY": "sd-" + self.name,
+                "AIRFLOW__WEBSERVER__WORKERS": "2",
+                "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+                "AIRFLOW__WEBSERVER__BASE_URL": self.url,
+            })
+        else:
+            passwords = self.home / "simple_auth_passwords.json"
+            passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+            env.update({
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__API_AUTH__JWT_SECRET": "sd-jwt-secret-" + self.name,
+                "AIRFLOW__API__SECRET_KEY": "sd-" + self.name,
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            })
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    # -- database
+
+    def _template_name(self) -> str:
+        return f"sd_tpl_af{self.env.version.replace('.', '')}_{self.env.spec_hash()}"
+
+    def _ensure_template(self) -> str:
+        name = self._template_name()
+        if db_exists(name):
+            return name
+        log(f"migrating template database {name}")
+        building = name + "_building"
+        create_db(building)
+        saved_db, self.db = self.db, building
+        try:
+            self.cli("db", "migrate", timeout=900)
+            if self.major == 2:
+                self.cli("users", "create", "-u", ADMIN_USER, "-p", ADMIN_PASSWORD, "-r", "Admin",
+                         "-e", "admin@example.com", "-f", "Ad", "-l", "Min")
+        finally:
+            self.db = saved_db
+        with pg_connect() as conn:
+            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+        return name
+
+    def create_database(self) -> None:
+        create_db(self.db, template=self._ensure_template())
+
+    # -- processes
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900,
+            check: bool = True) -> subprocess.CompletedProcess:
+        return run([self.env.airflow, *args], env=env or self.environ(), timeout=timeout, check=check)
+
+    def python(self, code: str, *, stdin: str | None = None, timeout: float = 300,
+               env: dict[str, str] | None = None) -> str:
+        return run([self.env.python, "-c", code], env=env or self.environ(), timeout=timeout,
+                   input=stdin).stdout
+
+    def _spawn(self, args: list[str], logname: str, wrap: list[str] | None = None) -> subprocess.Popen:
+        out = open(self.home / logname, "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            [*(wrap or []), self.env.airflow, *args], env=self.environ(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start(self, *, timeout: float = 240, scheduler: bool = False) -> AirflowServer:
+        self.create_database()
+        if self.major == 2:
+            self._spawn(["webserver", "--port", str(self.port), "--hostname", "127.0.0.1",
+                         "--access-logfile", str(self.home / "access.log")], "webserver.log")
+        else:
+            self._spawn(["api-server", "--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"],
+                        "api-server.log")
+        if scheduler:
+            self.start_scheduler()
+        self.wait_ready(timeout)
+        log(f"{self.name}: Airflow {self.env.version} up at {self.url}")
+        return self
+
+    def start_scheduler(self) -> None:
+        self._spawn(["scheduler"], "scheduler.log")
+        if self.major == 3:
+            self._spawn(["dag-processor"], "dag-processor.log")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{self.name}: a server process exited early\n{self.server_log()[-5000:]}")
+            try:
+                answer = requests.get(f"{self.url}/api/starship/health", timeout=5, allow_redirects=False)
+                if answer.status_code in (200, 302, 401):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"{self.name}: not ready after {timeout} s\n{self.server_log()[-5000:]}")
+
+    def server_log(self) -> str:
+        name = "webserver.log" if self.major == 2 else "api-server.log"
+        path = self.home / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, *, drop: bool = True) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.procs.clear()
+        if drop:
+            with contextlib.suppress(Exception):
+                drop_db(self.db)
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    # -- direct database access, for assertions and resets only
+
+    def sql(self, query: str, params: tuple | dict | None = None) -> list[tuple]:
+        with pg_connect(self.db) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def login_count(self) -> int:
+        """Successful and failed POSTs to /login/ seen by an Airflow 2 webserver."""
+        path = self.home / "access.log"
+        if not path.exists():
+            return 0
+        return len(re.findall(r'"POST /login/', path.read_text(errors="replace")))
+
+    def connection_env(self, conn_id: str, *, login: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
+                       extra: dict[str, Any] | None = None) -> dict[str, str]:
+        conn = {"conn_type": "starship", "host": self.url, "login": login, "password": password}
+        if extra:
+            conn["extra"] = extra
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)}
+
+    def client(self) -> StarshipClient:
+        return StarshipClient(self.url, self.major)
+
+
+# --------------------------------------------------------------------------- an independent client
+
+
+class StarshipClient:
+    """A minimal Starship client, independent of the package under test, for assertions."""
+
+    def __init__(self, url: str, major: int, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        if major == 2:
+            page = self.session.get(f"{self.url}/login/", timeout=30)
+            token = re.search(r'name="csrf_token"[^>]*value="([^"]*)"', page.text).group(1)
+            done = self.session.post(f"{self.url}/login/", timeout=30, allow_redirects=False,
+                                     data={"username": user, "password": password, "csrf_token": token})
+            assert done.status_code == 302 and "/login" not in done.headers.get("Location", ""), done.status_code
+        else:
+            answer = self.session.post(f"{self.url}/auth/token", json={"username": user, "password": password},
+                                       timeout=30)
+            answer.raise_for_status()
+            self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    def get(self, route: str, **params: Any) -> Any:
+        answer = self.session.get(f"{self.url}/api/starship/{route}", params=params, timeout=60,
+                                  allow_redirects=False)
+        answer.raise_for_status()
+        return answer.json()
+
+    def by_key(self, route: str, key: str) -> dict[str, dict]:
+        return {item[key]: item for item in self.get(route)}
+
+
+# --------------------------------------------------------------------------- seeding through Airflow itself
+
+SEED_SCRIPT = r"""
+import json, sys
+from airflow.models import Connection, Pool, Variable
+from airflow.utils.session import create_session
+
+spec = json.load(sys.stdin)
+with create_session() as session:
+    for key in spec.get("delete_variables", []):
+        session.query(Variable).filter(Variable.key == key).delete()
+    for conn_id in spec.get("delete_connections", []):
+        session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+    session.flush()
+    for v in spec.get("variables", []):
+        session.query(Variable).filter(Variable.key == v["key"]).delete()
+        session.flush()
+        session.add(Variable(key=v["key"], val=v["val"], description=v.get("description")))
+    for p in spec.get("pools", []):
+        pool = session.query(Pool).filter(Pool.pool == p["name"]).one_or_none()
+        if pool is None:
+            pool = Pool(pool=p["name"])
+            session.add(pool)
+        pool.slots = p["slots"]
+        pool.description = p.get("description")
+        pool.include_deferred = p.get("include_deferred", False)
+    for c in spec.get("connections", []):
+        session.query(Connection).filter(Connection.conn_id == c["conn_id"]).delete()
+        session.flush()
+        session.add(Connection(**c))
+print("seeded")
+"""
+
+RESET_SQL = [
+    "DELETE FROM variable",
+    "DELETE FROM connection",
+    "DELETE FROM slot_pool WHERE pool <> 'default_pool'",
+    "UPDATE slot_pool SET slots = 128, description = 'Default pool', include_deferred = false "
+    "WHERE pool = 'default_pool'",
+]
+
+
+def seed(server: AirflowServer, spec: dict[str, Any]) -> None:
+    server.python(SEED_SCRIPT, stdin=json.dumps(spec))
+
+
+def reset_keyed_resources(server: AirflowServer) -> None:
+    for statement in RESET_SQL:
+        server.sql(statement)
+
+
+# --------------------------------------------------------------------------- running the migration DAG
+
+
+@dataclass
+class DagTestResult:
+    returncode: int
+    output: str
+    run_state: str | None
+    task_states: dict[str, str]
+    xcoms: dict[str, Any]
+
+
+def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any], *,
+                      dag_id: str = "starship_migration", source_conn: dict[str, str] | None = None,
+                      target_conn: dict[str, str] | None = None, timeout: float = 900) -> DagTestResult:
+    """``airflow dags test`` of the migration DAG inside the target, with both connections as env vars."""
+    env = target.environ(
+        **(source_conn or source.connection_env("starship_source")),
+        **(target_conn or target.connection_env("starship_target")),
+    )
+    before = {row[0] for row in target.sql("SELECT run_id FROM dag_run WHERE dag_id = %s", (dag_id,))}
+    proc = target.cli("dags", "test", dag_id, "-c", json.dumps(conf), env=env, timeout=timeout, check=False)
+    output = proc.stdout + proc.stderr
+    runs = [row[0] for row in target.sql("SELECT run_id FROM dag_run WHERE dag_id = %s", (dag_id,))]
+    new = [r for r in runs if r not in before]
+    if not new:
+        return DagTestResult(proc.returncode, output, None, {}, {})
+    run_id = new[0]
+    state = target.sql("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))[0][0]
+    tasks = dict(target.sql(
+        "SELECT task_id || CASE WHEN map_index >= 0 THEN '[' || map_index || ']' ELSE '' END, state "
+        "FROM task_instance WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)))
+    xcoms = {}
+    for task_id, map_index, value in target.sql(
+        "SELECT task_id, map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s AND key = 'return_value'",
+        (dag_id, run_id),
+    ):
+        if isinstance(value, (bytes, memoryview)):
+            value = json.loads(bytes(value))
+        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+        xcoms[label] = value
+    return DagTestResult(proc.returncode, output, state, tasks, xcoms)
+
+
+def task_log_text(server: AirflowServer) -> str:
+    """Every task log file the server wrote, concatenated."""
+    root = server.home / "logs"
+    if not root.exists():
+        return ""
+    return "\n".join(p.read_text(errors="replace") for p in sorted(root.rglob("*")) if p.is_file())
