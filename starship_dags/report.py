@@ -29,6 +29,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     source_requests: int = 0
     target_requests: int = 0
+    target_writes: int = 0
 
     def add(self, outcome: str, name: str, reason: str | None = None) -> None:
         if outcome not in OUTCOMES:

@@ -216,7 +216,8 @@ class StarshipHook(HttpHook):
         self._auth_mode: str | None = None  # "token", "password" or "none"
         self._server_auth: str | None = None  # "af2-session", "af3-jwt", "bearer" or "open"
         self._secrets: set[str] = set()
-        self.request_count = 0
+        self.request_count = 0  # HTTP exchanges, retries and logins included
+        self.write_count = 0  # POST/PATCH/DELETE calls to Starship or REST routes (not logins)
         self.login_count = 0
         self.retry_count = 0
 
@@ -436,8 +437,10 @@ class StarshipHook(HttpHook):
         hinted = retry_after_seconds(response)
         if hinted is not None:
             return min(hinted, self.retry_max_wait)
-        backoff = 0.5 * 2 ** (retry_state.attempt_number - 1)
-        return min(backoff, self.retry_max_wait)
+        # A 429 without Retry-After (the Airflow 2 login limiter sends none; its window is 40 s)
+        # backs off from 5 s; everything else from 0.5 s.
+        base = 5.0 if response is not None and response.status_code == 429 else 0.5
+        return min(base * 2 ** (retry_state.attempt_number - 1), self.retry_max_wait)
 
     def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
         self.retry_count += 1
@@ -504,6 +507,8 @@ class StarshipHook(HttpHook):
         """
         endpoint = f"{prefix}/{route}" if prefix else route
         shown = "/" + endpoint
+        if method != "GET":
+            self.write_count += 1
         response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)
         if self._needs_auth(response):
             self._authenticate(method, shown, response)

@@ -106,6 +106,7 @@ class MigrationOperator(BaseOperator):
                 summary.source_requests = self.source_hook.request_count
             if "target_hook" in self.__dict__:
                 summary.target_requests = self.target_hook.request_count
+                summary.target_writes = self.target_hook.write_count
             context["ti"].xcom_push(key="summary", value=summary.as_dict())
             self.log.info("Summary of %s:\n%s", self.resource, format_table([summary]))
         if summary.failed:

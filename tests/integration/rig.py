@@ -366,7 +366,10 @@ class AirflowServer:
         return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)}
 
     def client(self) -> StarshipClient:
-        return StarshipClient(self.url, self.major)
+        """One logged-in client per server for the whole test session (logins are rate limited)."""
+        if getattr(self, "_client", None) is None:
+            self._client = StarshipClient(self.url, self.major)
+        return self._client
 
 
 # --------------------------------------------------------------------------- an independent client
@@ -379,10 +382,14 @@ class StarshipClient:
         self.url = url.rstrip("/")
         self.session = requests.Session()
         if major == 2:
-            page = self.session.get(f"{self.url}/login/", timeout=30)
-            token = re.search(r'name="csrf_token"[^>]*value="([^"]*)"', page.text).group(1)
-            done = self.session.post(f"{self.url}/login/", timeout=30, allow_redirects=False,
-                                     data={"username": user, "password": password, "csrf_token": token})
+            for _attempt in range(8):  # the webserver rate-limits logins: back off on 429
+                page = self.session.get(f"{self.url}/login/", timeout=30)
+                token = re.search(r'name="csrf_token"[^>]*value="([^"]*)"', page.text).group(1)
+                done = self.session.post(f"{self.url}/login/", timeout=30, allow_redirects=False,
+                                         data={"username": user, "password": password, "csrf_token": token})
+                if done.status_code != 429:
+                    break
+                time.sleep(float(done.headers.get("Retry-After") or 10))
             assert done.status_code == 302 and "/login" not in done.headers.get("Location", ""), done.status_code
         else:
             answer = self.session.post(f"{self.url}/auth/token", json={"username": user, "password": password},
@@ -460,7 +467,13 @@ class DagTestResult:
     output: str
     run_state: str | None
     task_states: dict[str, str]
-    xcoms: dict[str, Any]
+    summaries: dict[str, Any]  # task label -> the operator's summary (XCom key "summary")
+    report: Any = None  # the report task's return value
+
+    def explain(self) -> str:
+        """What went wrong, for assertion messages: failures by name, task states, the output's end."""
+        failures = [f"{task}: {f['item']}: {f['reason']}" for task, s in self.summaries.items() for f in s["failures"]]
+        return "\n".join([f"states: {self.task_states}", *failures, "--- output tail", self.output[-3000:]])
 
 
 def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any], *,
@@ -483,16 +496,19 @@ def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[s
     tasks = dict(target.sql(
         "SELECT task_id || CASE WHEN map_index >= 0 THEN '[' || map_index || ']' ELSE '' END, state "
         "FROM task_instance WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)))
-    xcoms = {}
-    for task_id, map_index, value in target.sql(
-        "SELECT task_id, map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s AND key = 'return_value'",
+    summaries, report = {}, None
+    for task_id, map_index, key, value in target.sql(
+        "SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = %s AND run_id = %s "
+        "AND key IN ('summary', 'return_value', 'report')",
         (dag_id, run_id),
     ):
         if isinstance(value, (bytes, memoryview)):
             value = json.loads(bytes(value))
-        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        xcoms[label] = value
-    return DagTestResult(proc.returncode, output, state, tasks, xcoms)
+        if task_id == "report":
+            report = value
+        elif key == "summary":
+            summaries[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = value
+    return DagTestResult(proc.returncode, output, state, tasks, summaries, report)
 
 
 def task_log_text(server: AirflowServer) -> str:
