@@ -24,6 +24,7 @@ A hook instance holds one HTTP session and is not meant to be shared between thr
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import logging
@@ -37,7 +38,7 @@ import requests
 import tenacity
 from airflow.providers.http.hooks.http import HttpHook
 
-from starship_dags import CONN_TYPE
+from starship_dags import CONN_TYPE, CONNECTION_FORM
 from starship_dags.exceptions import (
     StarshipAuthError,
     StarshipError,
@@ -225,22 +226,7 @@ class StarshipHook(HttpHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {
-                "host": "Airflow URL",
-                "login": "Username (empty when using an API token)",
-                "password": "Password or API token",
-            },
-            "placeholders": {
-                "host": "https://my-airflow.example.com (the web UI's URL, path prefix included)",
-                "login": "admin",
-                "password": "password, or an Astro / Airflow API token",
-                "extra": json.dumps(
-                    {"connect_timeout": 10, "read_timeout": 120, "retries": 6, "verify": True},
-                ),
-            },
-        }
+        return copy.deepcopy(CONNECTION_FORM)
 
     # ------------------------------------------------------------------ configuration
 
@@ -689,8 +675,11 @@ class StarshipHook(HttpHook):
         except StarshipPayloadTooLargeError as err:
             if len(batch) == 1:
                 item = json.loads(batch[0])
-                err.item = describe(item) if describe else f"one item of {len(batch[0])} bytes"
-                raise
+                name = describe(item) if describe else "one item"
+                raise StarshipPayloadTooLargeError(
+                    err.conn_id, err.method, err.route, err.status,
+                    f"{len(batch[0])} bytes on its own", item=name,
+                ) from None
             half = len(batch) // 2
             self.log.info("%s answered 413 for %d items; splitting in two", route, len(batch))
             return self._post_batch(route, key, batch[:half], describe) + self._post_batch(

@@ -50,7 +50,7 @@ def log(msg: str) -> None:
 
 
 def uv() -> str:
-    found = shutil.which("uv")
+    found = os.environ.get("UV") or shutil.which("uv")  # `uv run` sets UV to its own binary
     if found:
         return found
     candidate = Path(sys.executable).parent / "uv"
@@ -133,6 +133,8 @@ def pg_connect(dbname: str = "postgres"):
 
 
 def pg_reachable() -> bool:
+    if PG_HOST.startswith("/"):  # a Unix socket directory (the demo's embedded PostgreSQL)
+        return Path(PG_HOST, f".s.PGSQL.{PG_PORT}").exists()
     try:
         with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
             return True
@@ -160,6 +162,8 @@ def create_db(name: str, template: str | None = None) -> None:
 
 
 def sql_url(db: str) -> str:
+    if PG_HOST.startswith("/"):
+        return f"postgresql+psycopg2://{PG_USER}@/{db}?host={PG_HOST}&port={PG_PORT}"
     return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
 
 

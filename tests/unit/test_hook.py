@@ -1,0 +1,191 @@
+"""StarshipHook edge cases: retry classification, batching, redaction, auth detection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from starship_dags.exceptions import (
+    StarshipAuthError,
+    StarshipBadRequestError,
+    StarshipConflictError,
+    StarshipPayloadTooLargeError,
+    StarshipServerError,
+    StarshipTransportError,
+)
+from starship_dags.hooks.starship import (
+    StarshipHook,
+    encode_item,
+    is_transient_response,
+    iter_byte_batches,
+    response_detail,
+    retry_after_seconds,
+)
+
+
+def response(status: int, body=b"", headers=None) -> requests.Response:
+    answer = requests.Response()
+    answer.status_code = status
+    answer._content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer.headers.update({"Content-Type": "application/json", **(headers or {})})
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "transient"),
+    [
+        (429, b"", True),
+        (502, b"<html>bad gateway</html>", True),
+        (503, b"", True),
+        (504, b"", True),
+        (500, b"Internal Server Error", True),
+        (500, {"error": "Unknown Error", "error_message": "Unconsumed column names: x"}, False),
+        (400, {"error": "Data Error"}, False),
+        (401, b"", False),
+        (404, b"", False),
+        (409, {"error": "Integrity Error (Duplicate Record?)"}, False),
+        (413, b"<html>too large</html>", False),
+    ],
+)
+def test_retry_classification(status, body, transient):
+    assert is_transient_response(response(status, body)) is transient
+
+
+def test_retry_after_header():
+    assert retry_after_seconds(response(429, headers={"Retry-After": "3"})) == 3.0
+    assert retry_after_seconds(response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+    assert retry_after_seconds(response(429)) is None
+
+
+def test_byte_batches_stay_under_the_limit():
+    items = [encode_item({"run_id": f"run_{i}", "conf": {"x": "y" * (i % 97)}}) for i in range(1000)]
+    batches = list(iter_byte_batches(items, 4_000))
+    assert [item for batch in batches for item in batch] == items
+    for batch in batches:
+        body = b'{"dag_runs": [' + b",".join(batch) + b"]}"
+        assert len(body) <= 4_000 + len(b'{"dag_runs": []}')
+
+
+def test_oversized_item_forms_its_own_batch():
+    items = [b"1", b"x" * 50, b"2"]
+    assert list(iter_byte_batches(items, 10)) == [[b"1"], [b"x" * 50], [b"2"]]
+
+
+def test_error_detail_drops_sql_parameters_and_secrets():
+    body = {
+        "error": "Integrity Error (Duplicate Record?)",
+        "error_message": "duplicate key value\nDETAIL: Key (key)=(k) already exists.\n"
+        "[SQL: INSERT INTO variable ...]\n[parameters: {'val': 'hunter2-secret'}]",
+        "kwargs": {"key": "k", "val": "hunter2-secret"},
+    }
+    detail = response_detail(response(409, body), secrets=["tok-123"])
+    assert "already exists" in detail
+    assert "hunter2-secret" not in detail and "[SQL" not in detail
+    assert response_detail(response(500, {"error": "failed for tok-123"}), ["tok-123"]) == "failed for ***"
+    html = response_detail(response(413, b"<html><h1>Request Entity Too Large</h1></html>", {"Content-Type": "text/html"}))
+    assert html == "Request Entity Too Large"
+
+
+def test_retries_transient_statuses_then_succeeds(fake_server, conn_env):
+    fake_server.script((503, None, b"busy"), (502, None, b""), (200, None, [{"key": "a", "val": "b"}]))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="tok-abc", extra={"retry_max_wait": 0}))
+    assert hook.get_variables() == [{"key": "a", "val": "b"}]
+    assert hook.request_count == 3 and hook.retry_count == 2
+    assert fake_server.seen[0][3]["Authorization"] == "Bearer tok-abc"
+
+
+def test_gives_up_after_the_retry_budget(fake_server, conn_env):
+    fake_server.script((503, None, b"still busy"))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="t", extra={"retries": 3, "retry_max_wait": 0}))
+    with pytest.raises(StarshipServerError) as err:
+        hook.get_pools()
+    assert hook.request_count == 3
+    assert "GET /api/starship/pools on connection 'c' failed: HTTP 503" in str(err.value)
+
+
+def test_client_errors_are_not_retried(fake_server, conn_env):
+    fake_server.script((400, None, {"error": "Missing required key: slots"}))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="t"))
+    with pytest.raises(StarshipBadRequestError, match="Missing required key: slots"):
+        hook.create_pool({"name": "p"})
+    assert hook.request_count == 1
+
+
+def test_conflict_message_names_item_without_secret(fake_server, conn_env):
+    fake_server.script((409, None, {"error": "Integrity Error (Duplicate Record?)", "error_message": "dup",
+                                    "kwargs": {"password": "p4ss-w0rd-x"}}))
+    hook = StarshipHook(conn_env("tgt", host=fake_server.url, password="t"))
+    with pytest.raises(StarshipConflictError) as err:
+        hook.create_connection({"conn_id": "db", "conn_type": "postgres", "password": "p4ss-w0rd-x"})
+    assert "connection 'db'" in str(err.value) and "'tgt'" in str(err.value)
+    assert "p4ss-w0rd-x" not in str(err.value)
+
+
+def test_connection_refused_is_a_transport_error(conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t", extra={"retries": 2, "retry_max_wait": 0}))
+    with pytest.raises(StarshipTransportError, match="on connection 'c' failed: no HTTP response"):
+        hook.info()
+    assert hook.request_count == 2
+
+
+def test_own_extras_are_not_sent_as_headers(fake_server, conn_env):
+    fake_server.script((200, None, []))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, extra={"token": "tk-1", "read_timeout": 5, "X-Custom": "y"}))
+    hook.get_pools()
+    headers = fake_server.seen[0][3]
+    assert headers["Authorization"] == "Bearer tk-1"
+    assert "token" not in {h.lower() for h in headers} and "read_timeout" not in {h.lower() for h in headers}
+    assert headers["X-Custom"] == "y"
+
+
+def test_airflow3_login_exchanges_password_for_token(fake_server, conn_env):
+    fake_server.script(
+        (401, None, {"detail": "Not authenticated"}),
+        (201, None, {"access_token": "jwt-1"}),
+        (200, None, []),
+        (401, None, {"detail": "expired"}),  # the token expires: refreshed once
+        (201, None, {"access_token": "jwt-2"}),
+        (200, None, [{"name": "p"}]),
+    )
+    hook = StarshipHook(conn_env("c", host=fake_server.url, login="admin", password="pw-secret"))
+    assert hook.get_pools() == []
+    assert hook.get_pools() == [{"name": "p"}]
+    paths = [(m, p) for m, p, _, _ in fake_server.seen]
+    assert paths[1] == ("POST", "/auth/token") and paths[4] == ("POST", "/auth/token")
+    assert fake_server.seen[5][3]["Authorization"] == "Bearer jwt-2"
+    assert hook.login_count == 2
+
+
+def test_token_refused_fails_without_login_attempts(fake_server, conn_env):
+    fake_server.script((401, None, {"detail": "Invalid token"}))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="bad-token"))
+    with pytest.raises(StarshipAuthError, match="HTTP 401"):
+        hook.get_pools()
+    assert hook.request_count == 1
+
+
+def test_413_splits_batches_until_they_fit(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"), max_batch_bytes=10_000_000)
+    accepted: list[str] = []
+
+    def fake_request(method, route, *, data, **kwargs):
+        runs = json.loads(data)["dag_runs"]
+        if len(runs) > 3:
+            raise StarshipPayloadTooLargeError("c", method, route, 413)
+        accepted.extend(r["run_id"] for r in runs)
+
+    mocker.patch.object(hook, "request", side_effect=fake_request)
+    runs = [{"dag_id": "d", "run_id": f"r{i}"} for i in range(10)]
+    assert hook.create_dag_runs(runs) == 10
+    assert accepted == [r["run_id"] for r in runs]
+
+
+def test_413_on_a_single_item_names_it(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
+    mocker.patch.object(hook, "request", side_effect=StarshipPayloadTooLargeError("c", "POST", "/x", 413))
+    with pytest.raises(StarshipPayloadTooLargeError) as err:
+        hook.create_dag_runs([{"dag_id": "d", "run_id": "huge"}])
+    assert err.value.item == "run 'huge'"
+    assert "item run 'huge'" in str(err.value)
