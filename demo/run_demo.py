@@ -61,7 +61,7 @@ def main() -> int:
         source = rig.AirflowServer("demo_source", source_env)
         servers.append(source)
         source.start()
-        target = rig.AirflowServer("demo_target", target_env, dags_folder=rig.ROOT / "dags")
+        target = rig.AirflowServer("demo_target", target_env, dags=[rig.MIGRATION_DAG])
         servers.append(target)
         target.start()
         rig.seed(source, SEED)

@@ -13,15 +13,15 @@ from airflow import __version__ as AIRFLOW_VERSION
 AIRFLOW_MAJOR = int(AIRFLOW_VERSION.split(".", 1)[0])
 
 if AIRFLOW_MAJOR >= 3:
-    from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, get_current_context
+    from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, task_group
     from airflow.sdk.exceptions import AirflowSkipException
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.10 / 2.11
     from airflow.exceptions import AirflowSkipException
     from airflow.models import DAG, BaseOperator
     from airflow.models.param import Param
-    from airflow.operators.python import get_current_context
     from airflow.utils.log.secrets_masker import mask_secret
+    from airflow.decorators import task_group
     from airflow.utils.task_group import TaskGroup
 
 try:  # the same list of names Airflow itself hides in logs and the UI
@@ -48,7 +48,7 @@ __all__ = [
     "DAG",
     "Param",
     "TaskGroup",
-    "get_current_context",
     "is_sensitive_key",
     "mask_secret",
+    "task_group",
 ]

@@ -11,8 +11,14 @@ from typing import Any
 
 import pendulum
 
-from starship_dags.compat import DAG, Param, TaskGroup
+from starship_dags.compat import DAG, Param, TaskGroup, task_group
 from starship_dags.operators.connections import ConnectionsMigrationOperator
+from starship_dags.operators.history import (
+    DagRunsMigrationOperator,
+    DiscoverDagsOperator,
+    TaskInstanceHistoryMigrationOperator,
+    TaskInstancesMigrationOperator,
+)
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
 from starship_dags.operators.variables import VariablesMigrationOperator
@@ -22,7 +28,8 @@ KEYED_RESOURCES = {
     "variables": (VariablesMigrationOperator, "variable_keys", "Variable keys"),
     "connections": (ConnectionsMigrationOperator, "connection_ids", "Connection ids"),
 }
-RESOURCES = list(KEYED_RESOURCES)
+HISTORY = "dag_history"
+RESOURCES = [*KEYED_RESOURCES, HISTORY]
 
 DOC_MD = """
 ### Starship migration
@@ -41,6 +48,11 @@ in the target, so the target connection usually points at this Airflow itself.
 * *Conflict policy*: what to do with items that already exist on the target and differ:
   `skip` leaves them, `overwrite` makes them equal to the source, `fail` reports them as failures.
 * *Dry run*: report what would change, write nothing.
+* *DAG ids*: whose history (runs, task instances, retry history) to copy; empty means all DAGs
+  of the source except the migration DAGs themselves. Queued and running runs are skipped and
+  picked up by the next run. *Most recent runs* and *Runs since* limit how much history.
+* *Full comparison*: ignore the incremental-sync markers and compare every run and task
+  instance with the target (an unchanged DAG otherwise costs one request to the source).
 
 Every task logs a summary table; the `report` task gathers them and fails the run if anything
 failed. Secrets (passwords, tokens, sensitive variable values) are never logged.
@@ -75,6 +87,22 @@ def migration_params() -> dict[str, Param]:
             title=title,
             description=f"Only these {resource}; empty means all.",
         )
+    params["dag_ids"] = Param(
+        [], type="array", items={"type": "string"}, title="DAG ids",
+        description="Whose history to migrate; empty means every DAG of the source.",
+    )
+    params["runs_limit"] = Param(
+        0, type="integer", minimum=0, title="Most recent runs per DAG",
+        description="Copy at most this many of the newest finished runs of each DAG; 0 means all.",
+    )
+    params["since"] = Param(
+        "", type="string", title="Runs since",
+        description="Only runs whose logical date is on or after this date (e.g. 2024-06-01); empty means all.",
+    )
+    params["full_comparison"] = Param(
+        False, type="boolean", title="Full comparison",
+        description="Compare every run and task instance with the target, even for DAGs unchanged since the last sync.",
+    )
     params["source_conn_id"] = Param(
         "starship_source", type="string", minLength=1, title="Source connection id",
         description="Connection to the Airflow being migrated from.",
@@ -112,6 +140,36 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
                 enabled = "{{ '%s' in params.resources }}" % resource
                 task = operator(task_id=resource, names="{{ params.%s }}" % param_name, enabled=enabled, **common)
                 expected[task.task_id] = enabled
-        report = MigrationReportOperator(task_id="report", expected=expected)
+        history_enabled = "{{ '%s' in params.resources }}" % HISTORY
+        discover = DiscoverDagsOperator(
+            task_id="discover_dags",
+            dag_ids="{{ params.dag_ids }}",
+            enabled=history_enabled,
+            full_comparison="{{ params.full_comparison }}",
+            source_conn_id=common["source_conn_id"],
+            target_conn_id=common["target_conn_id"],
+        )
+        selection = {"runs_limit": "{{ params.runs_limit }}", "since": "{{ params.since }}"}
+
+        @task_group(group_id="history", tooltip="Runs, task instances and retry history, per source DAG")
+        def history(source_dag):
+            runs = DagRunsMigrationOperator(task_id="dag_runs", source_dag=source_dag, **selection, **common)
+            tis = TaskInstancesMigrationOperator(
+                task_id="task_instances", source_dag=source_dag, plan=runs.output, **selection, **common
+            )
+            tries = TaskInstanceHistoryMigrationOperator(
+                task_id="task_instance_history", source_dag=source_dag, plan=runs.output, **selection, **common
+            )
+            runs >> tis >> tries
+
+        per_dag = history.expand(source_dag=discover.output)
+        for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
+            expected[task_id] = history_enabled
+        report = MigrationReportOperator(
+            task_id="report",
+            expected=expected,
+            mapped={task_id: discover.task_id for task_id in expected if task_id.startswith("history.")},
+        )
         settings >> report
+        per_dag >> report
     return dag

@@ -30,6 +30,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
@@ -175,6 +176,14 @@ def iter_byte_batches(encoded: Sequence[bytes], max_bytes: int) -> Iterator[list
         size += cost
     if batch:
         yield batch
+
+
+@dataclass
+class PostResult:
+    """What a list POST did: how many items went in, and each refused item with the reason."""
+
+    sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _envelope(key: str, encoded: Sequence[bytes]) -> bytes:
@@ -653,46 +662,58 @@ class StarshipHook(HttpHook):
             lambda r: (*ti_key(r), r.get("try_number")), page_size,
         )
 
-    def post_list(self, route: str, key: str, items: Sequence[dict[str, Any]], *, describe=None) -> int:
-        """POST ``{key: items}`` in batches under ``max_batch_bytes``; a 413 halves the batch.
+    def post_list(
+        self, route: str, key: str, items: Sequence[dict[str, Any]], *, describe: Callable[[dict], str] | None = None
+    ) -> PostResult:
+        """POST ``{key: items}`` in batches under ``max_batch_bytes``, isolating bad items.
 
-        Returns how many items were sent. Any other error is raised for the batch that failed.
+        A 413 halves the batch. Any other refusal of a batch (409, 400, Starship's own 500)
+        halves it too, until the item the server refuses stands alone; it is reported by name
+        in the result and every other item still goes in. Auth and transport errors are raised.
         """
+        result = PostResult()
         encoded = [encode_item(item) for item in items]
-        sent = 0
         for batch in iter_byte_batches(encoded, self.max_batch_bytes):
-            sent += self._post_batch(route, key, batch, describe)
-        return sent
+            self._post_batch(route, key, batch, describe, result)
+        return result
 
-    def _post_batch(self, route: str, key: str, batch: list[bytes], describe) -> int:
+    def _post_batch(self, route: str, key: str, batch: list[bytes], describe, result: PostResult) -> None:
         try:
             self.request(
                 "POST", route, data=_envelope(key, batch),
                 headers={"Content-Type": "application/json"},
                 item=f"batch of {len(batch)}",
             )
-            return len(batch)
-        except StarshipPayloadTooLargeError as err:
+            result.sent += len(batch)
+            return
+        except (StarshipAuthError, StarshipTransportError, StarshipRateLimitedError):
+            raise
+        except StarshipError as err:
+            if err.status is None or (err.status >= 500 and err.status != 500):
+                raise
             if len(batch) == 1:
-                item = json.loads(batch[0])
-                name = describe(item) if describe else "one item"
-                raise StarshipPayloadTooLargeError(
-                    err.conn_id, err.method, err.route, err.status,
-                    f"{len(batch[0])} bytes on its own", item=name,
-                ) from None
-            half = len(batch) // 2
-            self.log.info("%s answered 413 for %d items; splitting in two", route, len(batch))
-            return self._post_batch(route, key, batch[:half], describe) + self._post_batch(
-                route, key, batch[half:], describe
-            )
+                name = describe(json.loads(batch[0])) if describe else "one item"
+                if isinstance(err, StarshipPayloadTooLargeError):
+                    reason = f"{len(batch[0])} bytes on its own exceeds the target's request size limit (HTTP 413)"
+                else:
+                    reason = f"HTTP {err.status}: {err.detail}"
+                result.failed.append((name, reason))
+                return
+            if isinstance(err, StarshipPayloadTooLargeError):
+                self.log.info("%s answered 413 for %d items; splitting in two", route, len(batch))
+            else:
+                self.log.info("%s refused a batch of %d (HTTP %s); splitting it to find the item", route, len(batch), err.status)
+        half = len(batch) // 2
+        self._post_batch(route, key, batch[:half], describe, result)
+        self._post_batch(route, key, batch[half:], describe, result)
 
-    def create_dag_runs(self, dag_runs: Sequence[dict[str, Any]]) -> int:
+    def create_dag_runs(self, dag_runs: Sequence[dict[str, Any]]) -> PostResult:
         return self.post_list("dag_runs", "dag_runs", dag_runs, describe=lambda r: f"run {r.get('run_id')!r}")
 
-    def create_task_instances(self, task_instances: Sequence[dict[str, Any]]) -> int:
+    def create_task_instances(self, task_instances: Sequence[dict[str, Any]]) -> PostResult:
         return self.post_list("task_instances", "task_instances", task_instances, describe=_describe_ti)
 
-    def create_task_instance_history(self, rows: Sequence[dict[str, Any]]) -> int:
+    def create_task_instance_history(self, rows: Sequence[dict[str, Any]]) -> PostResult:
         return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_ti)
 
     def delete_dag_runs(self, dag_id: str) -> None:

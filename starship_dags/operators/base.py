@@ -48,11 +48,10 @@ def as_name_list(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-class MigrationOperator(BaseOperator):
-    """Base of all migration operators: hooks, policy, dry run and the summary contract."""
+class StarshipOperator(BaseOperator):
+    """Anything that talks to the source and the target: the two hooks, built lazily."""
 
-    resource = "resource"
-    template_fields: tuple[str, ...] = ("source_conn_id", "target_conn_id", "conflict_policy", "dry_run", "enabled")
+    template_fields: tuple[str, ...] = ("source_conn_id", "target_conn_id")
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -60,17 +59,11 @@ class MigrationOperator(BaseOperator):
         *,
         source_conn_id: str = "starship_source",
         target_conn_id: str = "starship_target",
-        conflict_policy: str = "skip",
-        dry_run: bool | str = False,
-        enabled: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
-        self.conflict_policy = conflict_policy
-        self.dry_run = dry_run
-        self.enabled = enabled
 
     @cached_property
     def source_hook(self) -> StarshipHook:
@@ -87,6 +80,26 @@ class MigrationOperator(BaseOperator):
             mask_secret(value)
         self.source_hook.add_secrets(values)
         self.target_hook.add_secrets(values)
+
+
+class MigrationOperator(StarshipOperator):
+    """Base of all migration operators: policy, dry run and the summary contract."""
+
+    resource = "resource"
+    template_fields: tuple[str, ...] = (*StarshipOperator.template_fields, "conflict_policy", "dry_run", "enabled")
+
+    def __init__(
+        self,
+        *,
+        conflict_policy: str = "skip",
+        dry_run: bool | str = False,
+        enabled: bool | str = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conflict_policy = conflict_policy
+        self.dry_run = dry_run
+        self.enabled = enabled
 
     def execute(self, context: Any) -> dict[str, Any]:
         if not as_bool(self.enabled):

@@ -21,10 +21,13 @@ class MigrationReportOperator(BaseOperator):
     template_fields = ("expected",)
     ui_color = "#fdf6e3"
 
-    def __init__(self, *, expected: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, *, expected: dict[str, Any], mapped: dict[str, str] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.expected = expected
+        self.mapped = mapped or {}
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
@@ -33,11 +36,22 @@ class MigrationReportOperator(BaseOperator):
         for task_id, enabled in self.expected.items():
             if not as_bool(enabled):
                 continue
-            found = ti.xcom_pull(task_ids=task_id, key="summary")
-            if isinstance(found, dict):
-                summaries.append(Summary.from_dict(found))
+            if task_id in self.mapped:  # one summary per element of the list it was mapped over
+                over = ti.xcom_pull(task_ids=self.mapped[task_id]) or []
+                labels = [f"{task_id}[{item.get('dag_id', i) if isinstance(item, dict) else i}]" for i, item in enumerate(over)]
+                found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=list(range(len(over)))) if over else []
+                if isinstance(found, dict):
+                    found = [found]
             else:
-                missing.append(task_id)
+                labels = [task_id]
+                found = [ti.xcom_pull(task_ids=task_id, key="summary")]
+            found = list(found or [])
+            for position, label in enumerate(labels):
+                value = found[position] if position < len(found) else None
+                if isinstance(value, dict):
+                    summaries.append(Summary.from_dict(value))
+                else:
+                    missing.append(label)
         table = format_table(summaries)
         self.log.info("Migration report:\n%s", table)
         failed = sum(s.failed for s in summaries)
@@ -48,7 +62,10 @@ class MigrationReportOperator(BaseOperator):
             "table": table,
         }
         if missing:
-            self.log.error("No summary from %s: the task crashed or was killed before reporting", ", ".join(missing))
+            self.log.error(
+                "No summary from %s: these tasks did not run (an upstream task failed) or were killed",
+                ", ".join(missing),
+            )
         if failed or missing:
             ti.xcom_push(key="report", value=report)
             raise AirflowException(

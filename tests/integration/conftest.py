@@ -32,6 +32,7 @@ def source(envs):
 
 @pytest.fixture(scope="session", params=["2.11", "3.3"], ids=["target-af2.11", "target-af3.3"])
 def target(request, envs):
-    server = rig.AirflowServer(f"target{request.param}", envs[request.param], dags_folder=rig.ROOT / "dags").start()
+    server = rig.AirflowServer(f"target{request.param}", envs[request.param],
+                               dags=[rig.MIGRATION_DAG, rig.HISTORY_DAGS]).start()
     yield server
     server.stop()

@@ -43,6 +43,8 @@ AIRFLOW_VERSIONS = {
 }
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detectable
+MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
+HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"
 
 
 def log(msg: str) -> None:
@@ -181,14 +183,16 @@ class AirflowServer:
     """One Airflow web/api server (and optionally a scheduler) with its own home and database."""
 
     def __init__(self, name: str, env: AirflowEnv, *, extra_env: dict[str, str] | None = None,
-                 dags_folder: Path | None = None) -> None:
+                 dags: list[Path] = ()) -> None:
         self.name = name
         self.env = env
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix=f"sd-{name}-"))
         self.db = f"sd_{name}_{os.getpid()}".lower().replace("-", "_").replace(".", "")
-        self.dags_folder = dags_folder or (self.home / "dags")
+        self.dags_folder = self.home / "dags"
         self.dags_folder.mkdir(parents=True, exist_ok=True)
+        for dag_file in dags:
+            shutil.copy(dag_file, self.dags_folder / Path(dag_file).name)
         self.extra_env = extra_env or {}
         self.procs: list[subprocess.Popen] = []
         self._fernet = fernet_key(self.db)

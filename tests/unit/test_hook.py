@@ -178,14 +178,37 @@ def test_413_splits_batches_until_they_fit(mocker, conn_env):
 
     mocker.patch.object(hook, "request", side_effect=fake_request)
     runs = [{"dag_id": "d", "run_id": f"r{i}"} for i in range(10)]
-    assert hook.create_dag_runs(runs) == 10
+    result = hook.create_dag_runs(runs)
+    assert (result.sent, result.failed) == (10, [])
     assert accepted == [r["run_id"] for r in runs]
+
+
+def test_a_refused_item_is_isolated_and_the_rest_go_in(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
+    accepted: list[str] = []
+
+    def fake_request(method, route, *, data, **kwargs):
+        runs = json.loads(data)["dag_runs"]
+        if any(r["run_id"] == "r6" for r in runs):
+            raise StarshipConflictError("c", method, route, 409, "duplicate key (dag_id, logical_date)")
+        accepted.extend(r["run_id"] for r in runs)
+
+    mocker.patch.object(hook, "request", side_effect=fake_request)
+    result = hook.create_dag_runs([{"dag_id": "d", "run_id": f"r{i}"} for i in range(10)])
+    assert result.sent == 9 and sorted(accepted) == sorted(f"r{i}" for i in range(10) if i != 6)
+    assert result.failed == [("run 'r6'", "HTTP 409: duplicate key (dag_id, logical_date)")]
+
+
+def test_auth_errors_abort_a_list_post(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
+    mocker.patch.object(hook, "request", side_effect=StarshipAuthError("c", "POST", "/x", 401))
+    with pytest.raises(StarshipAuthError):
+        hook.create_dag_runs([{"dag_id": "d", "run_id": "a"}, {"dag_id": "d", "run_id": "b"}])
 
 
 def test_413_on_a_single_item_names_it(mocker, conn_env):
     hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
     mocker.patch.object(hook, "request", side_effect=StarshipPayloadTooLargeError("c", "POST", "/x", 413))
-    with pytest.raises(StarshipPayloadTooLargeError) as err:
-        hook.create_dag_runs([{"dag_id": "d", "run_id": "huge"}])
-    assert err.value.item == "run 'huge'"
-    assert "item run 'huge'" in str(err.value)
+    result = hook.create_dag_runs([{"dag_id": "d", "run_id": "huge"}])
+    assert result.sent == 0
+    assert result.failed[0][0] == "run 'huge'" and "HTTP 413" in result.failed[0][1]

@@ -1,0 +1,356 @@
+"""DAG history: discover the source's DAGs, then per DAG its runs, task instances and retry history.
+
+Per DAG, three tasks run in order inside a mapped task group:
+
+1. :class:`DagRunsMigrationOperator` reads the newest page of the source's runs. If the DAG's
+   sync marker (:mod:`starship_dags.sync_state`) says nothing changed, the DAG is done: one
+   source request. Otherwise it deletes the marker, compares every source run with the target
+   by ``(dag_id, run_id)``, writes the missing finished runs, and hands a *plan* to the next
+   tasks: which runs need their task instances and history checked, and how deep to read.
+2. :class:`TaskInstancesMigrationOperator` reads source task instances only as deep as the
+   plan says, and writes those the target lacks, keyed by ``(dag_id, run_id, task_id, map_index)``.
+3. :class:`TaskInstanceHistoryMigrationOperator` does the same for retry history (key plus
+   ``try_number``), then stores the DAG's marker.
+
+Queued and running runs are skipped and counted; the next run picks them up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from starship_dags import sync_state
+from starship_dags.hooks.starship import PostResult
+from starship_dags.operators.base import MigrationOperator, StarshipOperator, as_bool, as_name_list
+from starship_dags.report import Summary
+from starship_dags.translate import (
+    DAG_RUN,
+    HISTORY,
+    TASK_INSTANCE,
+    history_natural_key,
+    parse_datetime,
+    ti_natural_key,
+    translate,
+)
+
+#: DAG ids of this package's own DAGs: never migrated.
+MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync"})
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
+RUN_PAGE = 500  # runs per GET of dag_runs
+TI_PAGE_RUNS = 100  # runs per GET of task instances (their task instances come along)
+TARGET_TI_PAGE_RUNS = 500
+
+
+class DiscoverDagsOperator(StarshipOperator):
+    """Lists the source DAGs to migrate, with what the per-DAG tasks need to know about each.
+
+    Returns a list of ``{"dag_id", "marker", "problem"}``, the input of the mapped task group.
+    """
+
+    template_fields = (*StarshipOperator.template_fields, "dag_ids", "enabled", "full_comparison")
+
+    def __init__(self, *, dag_ids: Any = None, enabled: Any = True, full_comparison: Any = False, **kwargs):
+        super().__init__(**kwargs)
+        self.dag_ids = dag_ids
+        self.enabled = enabled
+        self.full_comparison = full_comparison
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        if not as_bool(self.enabled):
+            self.log.info("DAG history not selected for this run")
+            return []
+        source_dags = {d["dag_id"]: d for d in self.source_hook.get_dags()}
+        excluded = MIGRATION_DAG_IDS | {context["dag"].dag_id}
+        wanted = as_name_list(self.dag_ids)
+        unknown = [d for d in wanted if d not in source_dags]
+        if unknown:
+            self.log.warning("Not on the source, ignored: %s", ", ".join(unknown))
+        dag_ids = sorted((set(wanted) & set(source_dags)) if wanted else set(source_dags))
+        dag_ids = [d for d in dag_ids if d not in excluded]
+        target_major = self.target_hook.airflow_major
+        parsed = {d["dag_id"] for d in self.target_hook.get_dags()} if target_major >= 3 else None
+        markers = {} if as_bool(self.full_comparison) else sync_state.read_markers(self.target_hook)
+        specs = []
+        for dag_id in dag_ids:
+            problem = None
+            if parsed is not None and dag_id not in parsed:
+                problem = (
+                    "not parsed on target: deploy the DAG file to the target and let Airflow parse it, "
+                    "then run again (Airflow 3 needs a DAG version for every run and task instance)"
+                )
+            specs.append({"dag_id": dag_id, "marker": markers.get(dag_id), "problem": problem})
+        self.log.info(
+            "%d DAG(s) to migrate: %s%s", len(specs), ", ".join(dag_ids[:50]), " …" if len(dag_ids) > 50 else ""
+        )
+        return specs
+
+
+class HistoryOperator(MigrationOperator):
+    """One DAG's history: ``source_dag`` is one entry of DiscoverDagsOperator's list."""
+
+    template_fields = (*MigrationOperator.template_fields, "source_dag", "runs_limit", "since")
+
+    def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", "{{ task.source_dag['dag_id'] }}")
+        super().__init__(**kwargs)
+        self.source_dag = source_dag
+        self.runs_limit = runs_limit
+        self.since = since
+
+    @property
+    def dag_to_migrate(self) -> str:
+        return self.source_dag["dag_id"]
+
+    def summary_dag_id(self) -> str | None:
+        return self.source_dag["dag_id"] if isinstance(self.source_dag, dict) else None
+
+    def selection(self) -> dict[str, Any]:
+        limit = int(self.runs_limit or 0)
+        since = parse_datetime(self.since) if self.since not in (None, "") else None
+        return {"runs_limit": limit, "since": since.isoformat() if since else None}
+
+    @property
+    def majors(self) -> tuple[int, int]:
+        return self.source_hook.airflow_major, self.target_hook.airflow_major
+
+    def post(self, summary: Summary, kind: str, rows: list[dict[str, Any]], describe) -> None:
+        """Translate and write rows; count what went in and name what the target refused."""
+        if not rows:
+            return
+        if summary.dry_run:
+            summary.created += len(rows)
+            return
+        source_major, target_major = self.majors
+        translated = [translate(kind, row, source_major, target_major) for row in rows]
+        hook = self.target_hook
+        writer = {
+            DAG_RUN: hook.create_dag_runs,
+            TASK_INSTANCE: hook.create_task_instances,
+            HISTORY: hook.create_task_instance_history,
+        }[kind]
+        result: PostResult = writer(translated)
+        summary.created += result.sent
+        for name, reason in result.failed:
+            summary.add("failed", name, reason)
+
+
+class DagRunsMigrationOperator(HistoryOperator):
+    resource = "dag_runs"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.plan: dict[str, Any] = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
+        super().execute(context)
+        return self.plan
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        dag_id = self.dag_to_migrate
+        if self.source_dag.get("problem"):
+            summary.add("failed", f"DAG {dag_id!r}", self.source_dag["problem"])
+            return
+        source, target = self.source_hook, self.target_hook
+        first = source.get_dag_runs(dag_id, limit=RUN_PAGE, offset=0)
+        total = int(first.get("dag_run_count") or 0)
+        source_url = source.url_from_endpoint("")
+        digest = sync_state.page_digest(first.get("dag_runs") or [])
+        selection = self.selection()
+        marker = self.source_dag.get("marker")
+        if sync_state.unchanged(marker, source_url=source_url, run_count=total, digest=digest, selection=selection):
+            summary.unchanged = total - len(marker.get("pending", []))
+            summary.notes.append("unchanged since the last sync")
+            self.log.info("%s: unchanged since the last sync (%d runs); nothing to do", dag_id, total)
+            return
+        if marker and not summary.dry_run:
+            sync_state.delete_marker(target, dag_id)
+
+        target_runs = {r["run_id"]: r for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)}
+        target_by_date = {}
+        for run in target_runs.values():
+            when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
+            if when is not None:
+                target_by_date[when] = run["run_id"]
+
+        since = parse_datetime(selection["since"]) if selection["since"] else None
+        limit = selection["runs_limit"]
+        selected: list[tuple[int, dict[str, Any]]] = []
+        pending: list[str] = []
+        for position, run in enumerate(self._all_runs(first, dag_id, total)):
+            if run.get("state") not in FINISHED_RUN_STATES:
+                summary.add("skipped", f"run {run['run_id']!r}", f"{run.get('state')}: picked up by a later run")
+                pending.append(run["run_id"])
+                continue
+            when = parse_datetime(run.get("logical_date") or run.get("execution_date") or run.get("run_after"))
+            if since and (when is None or when < since):
+                continue
+            if limit and len(selected) >= limit:
+                continue
+            selected.append((position, run))
+
+        to_create, clashes = [], []
+        for _, run in selected:
+            if run["run_id"] in target_runs:
+                continue
+            when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
+            other = target_by_date.get(when) if when is not None else None
+            if other is not None and other != run["run_id"]:
+                clashes.append(run["run_id"])
+                summary.add(
+                    "failed", f"run {run['run_id']!r}",
+                    f"its logical date {when.isoformat()} is taken on the target by run {other!r}",
+                )
+                continue
+            to_create.append(run)
+        summary.unchanged += len(selected) - len(to_create) - len(clashes)
+        self.post(summary, DAG_RUN, to_create, None)
+        refused = {f["item"] for f in summary.failures}
+        present = [
+            (pos, run) for pos, run in selected
+            if run["run_id"] in target_runs or (run["run_id"] not in clashes and f"run {run['run_id']!r}" not in refused)
+        ]
+        if marker is None:
+            needed = present  # no proof of a complete earlier sync: check every run's children
+        else:
+            created = {r["run_id"] for r in to_create}
+            earlier_pending = set(marker.get("pending", []))
+            needed = [(pos, r) for pos, r in present if r["run_id"] in created or r["run_id"] in earlier_pending]
+        self.plan = {
+            "dag_id": dag_id,
+            "idle": False,
+            "run_ids": [r["run_id"] for _, r in needed],
+            "scan_runs": (max(pos for pos, _ in needed) + 1) if needed else 0,
+            "source_total": total,
+            "marker": sync_state.make_marker(
+                source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
+            ),
+        }
+        self.log.info(
+            "%s: %d runs on the source, %d on the target; %d written, %d skipped as unfinished; "
+            "task instances to check for %d runs",
+            dag_id, total, len(target_runs), len(to_create), len(pending), len(needed),
+        )
+
+    def _all_runs(self, first: dict[str, Any], dag_id: str, total: int) -> Iterator[dict[str, Any]]:
+        seen = set()
+        page, offset = first, 0
+        while True:
+            for run in page.get("dag_runs") or []:
+                if run["run_id"] not in seen:
+                    seen.add(run["run_id"])
+                    yield run
+            offset += RUN_PAGE
+            if offset >= total:
+                break
+            page = self.source_hook.get_dag_runs(dag_id, limit=RUN_PAGE, offset=offset)
+        if len(seen) < total:
+            # Paging by start date is unstable when dates tie: read once more in a single page.
+            self.log.warning("%s: paging returned %d of %d runs; reading them in one request", dag_id, len(seen), total)
+            for run in self.source_hook.get_dag_runs(dag_id, limit=total + RUN_PAGE, offset=0).get("dag_runs") or []:
+                if run["run_id"] not in seen:
+                    seen.add(run["run_id"])
+                    yield run
+
+
+class _ChildrenOperator(HistoryOperator):
+    """Task instances or their history, for the runs the plan names."""
+
+    kind = TASK_INSTANCE
+    template_fields = (*HistoryOperator.template_fields, "plan")
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+    def natural_key(self, row: dict[str, Any]) -> tuple:
+        return ti_natural_key(row)
+
+    def source_page(self, dag_id: str, offset: int) -> dict[str, Any]:
+        return self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+
+    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
+        return self.target_hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        plan = self.plan or {}
+        dag_id = self.dag_to_migrate
+        if plan.get("idle"):
+            summary.notes.append("unchanged since the last sync")
+            return
+        needed = set(plan.get("run_ids") or [])
+        if needed:
+            self.copy_missing(summary, dag_id, needed, plan)
+        self.finish(summary, dag_id, plan)
+
+    def copy_missing(self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any]) -> None:
+        on_target = {self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in needed}
+        seen: set[tuple] = set()
+        offset, depth = 0, int(plan.get("scan_runs") or 0)
+        while offset < depth:
+            page = self.source_page(dag_id, offset)
+            if offset == 0:  # runs that started since the plan push the ones we need further down
+                depth += max(0, int(page.get("dag_run_count") or 0) - int(plan.get("source_total") or 0))
+            missing = []
+            for row in page.get("task_instances") or []:
+                key = self.natural_key(row)
+                if row["run_id"] not in needed or key in seen:
+                    continue
+                seen.add(key)
+                if key in on_target:
+                    summary.unchanged += 1
+                else:
+                    missing.append(row)
+            self.post(summary, self.kind, missing, _describe)
+            offset += TI_PAGE_RUNS
+            self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
+                          min(offset, depth), depth, summary.created)
+
+    def finish(self, summary: Summary, dag_id: str, plan: dict[str, Any]) -> None:
+        pass
+
+
+class TaskInstancesMigrationOperator(_ChildrenOperator):
+    resource = "task_instances"
+
+
+class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
+    resource = "task_instance_history"
+    kind = HISTORY
+
+    def natural_key(self, row: dict[str, Any]) -> tuple:
+        return history_natural_key(row)
+
+    def source_page(self, dag_id: str, offset: int) -> dict[str, Any]:
+        return self.source_hook.get_task_instance_history(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+
+    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
+        return self.target_hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS)
+
+    def finish(self, summary: Summary, dag_id: str, plan: dict[str, Any]) -> None:
+        if summary.dry_run or summary.failed:
+            return
+        if self.target_hook.airflow_major >= 3 and summary.created:
+            self._fill_dag_versions(dag_id)
+        if plan.get("marker"):
+            sync_state.write_marker(self.target_hook, dag_id, plan["marker"])
+
+    def _fill_dag_versions(self, dag_id: str) -> None:
+        """Airflow 3's Starship fills missing DAG versions after each task-instance POST, but history
+        posted afterwards stays without one: re-send one existing task instance (a no-op insert)."""
+        page = self.target_hook.get_task_instances(dag_id, limit=1, offset=0)
+        rows = page.get("task_instances") or []
+        if rows:
+            self.target_hook.create_task_instances([translate(TASK_INSTANCE, rows[0], 3, 3)])
+
+
+def _describe(row: dict[str, Any]) -> str:
+    label = "{}/{}/{}[{}]".format(row.get("dag_id"), row.get("run_id"), row.get("task_id"), row.get("map_index", -1))
+    if "try_number" in row:
+        label += f" try {row['try_number']}"
+    return label
+
+
+__all__ = [
+    "DagRunsMigrationOperator",
+    "DiscoverDagsOperator",
+    "TaskInstanceHistoryMigrationOperator",
+    "TaskInstancesMigrationOperator",
+]
