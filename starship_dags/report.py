@@ -27,7 +27,8 @@ class Summary:
     skipped_items: list[str] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    source_requests: int = 0
+    source_requests: int = 0  # HTTP exchanges with the source, logins and retries included
+    source_api_calls: int = 0  # Starship calls to the source, each counted once
     target_requests: int = 0
     target_writes: int = 0
 

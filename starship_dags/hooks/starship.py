@@ -49,6 +49,7 @@ from starship_dags.exceptions import (
     StarshipTransportError,
     error_class_for,
 )
+from starship_dags.hooks.session_cache import SessionCache
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ OWN_EXTRAS = (
     "retries",
     "retry_max_wait",
     "max_batch_bytes",
+    "session_cache",
 )
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -226,8 +228,11 @@ class StarshipHook(HttpHook):
         self._auth_mode: str | None = None  # "token", "password" or "none"
         self._server_auth: str | None = None  # "af2-session", "af3-jwt", "bearer" or "open"
         self._secrets: set[str] = set()
+        self._cache: SessionCache | None = None
+        self._cache_entry: dict[str, Any] | None = None
         self.request_count = 0  # HTTP exchanges, retries and logins included
-        self.write_count = 0  # POST/PATCH/DELETE calls to Starship or REST routes (not logins)
+        self.api_calls = 0  # calls to Starship or REST routes, each counted once (no retries, no logins)
+        self.write_count = 0  # of which POST/PATCH/DELETE
         self.login_count = 0
         self.retry_count = 0
 
@@ -349,6 +354,37 @@ class StarshipHook(HttpHook):
         self.add_secrets([password, token or ""])
         if token:
             self._bearer(token)
+        if self._auth_mode == "password" and str(self.extras.get("session_cache", True)).lower() not in ("false", "0"):
+            self._cache = SessionCache(self.base_url, conn.login, password)
+            self._use_cached(self._cache.load())
+
+    def _use_cached(self, entry: dict[str, Any] | None) -> bool:
+        """Start from a login another task of this worker made (see session_cache)."""
+        if not entry or entry == self._cache_entry:
+            return False
+        session = self.get_conn()
+        if entry.get("kind") == "af2-session":
+            session.cookies.clear()
+            for name, value in (entry.get("cookies") or {}).items():
+                session.cookies.set(name, value)
+        elif entry.get("kind") == "af3-jwt" and entry.get("token"):
+            self._bearer(entry["token"])
+        else:
+            return False
+        self._cache_entry = entry
+        self._server_auth = entry["kind"]
+        return True
+
+    def _remember_login(self) -> None:
+        if self._cache is None:
+            return
+        session = self.get_conn()
+        if self._server_auth == "af2-session":
+            entry = {"kind": "af2-session", "cookies": session.cookies.get_dict()}
+        else:
+            entry = {"kind": "af3-jwt", "token": session.headers["Authorization"].split(" ", 1)[1]}
+        self._cache.save(entry)
+        self._cache_entry = entry
 
     def _bearer(self, token: str) -> None:
         self.add_secrets([token])
@@ -366,6 +402,16 @@ class StarshipHook(HttpHook):
         if self._auth_mode != "password":
             what = "the API token was refused" if self._auth_mode == "token" else "no credentials"
             raise StarshipAuthError(self.starship_conn_id, method, route, refused.status_code, what)
+        if self._cache is None:
+            self._login(refused)
+            return
+        with self._cache.login_lock():
+            # Another task may have logged in while this one waited for the lock.
+            if not self._use_cached(self._cache.load()):
+                self._login(refused)
+                self._remember_login()
+
+    def _login(self, refused: requests.Response) -> None:
         if self._login_redirect(refused):
             self._airflow2_login()
         else:
@@ -502,6 +548,7 @@ class StarshipHook(HttpHook):
         """
         endpoint = f"{prefix}/{route}" if prefix else route
         shown = "/" + endpoint
+        self.api_calls += 1
         if method != "GET":
             self.write_count += 1
         response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)

@@ -117,6 +117,7 @@ class MigrationOperator(StarshipOperator):
         finally:
             if "source_hook" in self.__dict__:
                 summary.source_requests = self.source_hook.request_count
+                summary.source_api_calls = self.source_hook.api_calls
             if "target_hook" in self.__dict__:
                 summary.target_requests = self.target_hook.request_count
                 summary.target_writes = self.target_hook.write_count

@@ -272,8 +272,7 @@ class _ChildrenOperator(HistoryOperator):
     def migrate(self, summary: Summary, context: Any) -> None:
         plan = self.plan or {}
         dag_id = self.dag_to_migrate
-        if plan.get("idle"):
-            summary.notes.append("unchanged since the last sync")
+        if plan.get("idle"):  # the runs task found the DAG unchanged (and said so in its notes)
             return
         needed = set(plan.get("run_ids") or [])
         if needed:

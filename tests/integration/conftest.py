@@ -34,5 +34,6 @@ def source(envs):
 def target(request, envs):
     server = rig.AirflowServer(f"target{request.param}", envs[request.param],
                                dags=[rig.MIGRATION_DAG, rig.HISTORY_DAGS]).start()
+    server.cli("dags", "reserialize")  # the target knows (Airflow 3: has versions of) the source's DAGs
     yield server
     server.stop()

@@ -309,10 +309,23 @@ class AirflowServer:
         log(f"{self.name}: Airflow {self.env.version} up at {self.url}")
         return self
 
-    def start_scheduler(self) -> None:
-        self._spawn(["scheduler"], "scheduler.log")
+    def start_scheduler(self) -> list[subprocess.Popen]:
+        procs = [self._spawn(["scheduler"], "scheduler.log")]
         if self.major == 3:
-            self._spawn(["dag-processor"], "dag-processor.log")
+            procs.append(self._spawn(["dag-processor"], "dag-processor.log"))
+        return procs
+
+    def stop_processes(self, procs: list[subprocess.Popen]) -> None:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            self.procs.remove(proc)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -404,6 +417,10 @@ class StarshipClient:
                                        timeout=30)
             answer.raise_for_status()
             self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    def all_rows(self, route: str, dag_id: str, key: str) -> list[dict]:
+        """Every row of a DAG in one page (the test client may ask for everything at once)."""
+        return self.get(route, dag_id=dag_id, limit=1_000_000, offset=0)[key]
 
     def get(self, route: str, **params: Any) -> Any:
         answer = self.session.get(f"{self.url}/api/starship/{route}", params=params, timeout=60,
@@ -517,6 +534,14 @@ def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[s
         elif key == "summary":
             summaries[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = value
     return DagTestResult(proc.returncode, output, state, tasks, summaries, report)
+
+
+def start_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any],
+                        dag_id: str = "starship_migration") -> subprocess.Popen:
+    """The same ``dags test`` in the background, in its own process group (to be killed)."""
+    env = target.environ(**source.connection_env("starship_source"), **target.connection_env("starship_target"))
+    return subprocess.Popen([target.env.airflow, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def task_log_text(server: AirflowServer) -> str:

@@ -26,6 +26,12 @@ class Scripted:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
+@pytest.fixture(autouse=True)
+def private_session_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STARSHIP_DAGS_SESSION_CACHE", str(tmp_path / "sessions"))
+    return tmp_path / "sessions"
+
+
 @pytest.fixture
 def fake_server(monkeypatch):
     scripted = Scripted()

@@ -212,3 +212,31 @@ def test_413_on_a_single_item_names_it(mocker, conn_env):
     result = hook.create_dag_runs([{"dag_id": "d", "run_id": "huge"}])
     assert result.sent == 0
     assert result.failed[0][0] == "run 'huge'" and "HTTP 413" in result.failed[0][1]
+
+
+def test_a_login_is_shared_with_the_next_task(fake_server, conn_env, private_session_cache):
+    fake_server.script(
+        (401, None, {"detail": "Not authenticated"}),
+        (201, None, {"access_token": "jwt-shared-123"}),
+        (200, None, []),
+    )
+    conn_id = conn_env("c", host=fake_server.url, login="admin", password="pw-secret")
+    StarshipHook(conn_id).get_pools()
+    fake_server.script((200, None, [{"name": "p"}]))
+    second = StarshipHook(conn_id)
+    assert second.get_pools() == [{"name": "p"}]
+    assert second.login_count == 0 and second.request_count == 1
+    assert fake_server.seen[-1][3]["Authorization"] == "Bearer jwt-shared-123"
+    stored = b"".join(p.read_bytes() for p in private_session_cache.iterdir())
+    assert b"jwt-shared-123" not in stored and b"pw-secret" not in stored
+
+
+def test_a_stale_shared_login_is_replaced(fake_server, conn_env):
+    conn_id = conn_env("c", host=fake_server.url, login="admin", password="pw")
+    fake_server.script((401, None, {}), (201, None, {"access_token": "old"}), (200, None, []))
+    StarshipHook(conn_id).get_pools()
+    fake_server.script((401, None, {"detail": "expired"}), (201, None, {"access_token": "new"}), (200, None, []))
+    hook = StarshipHook(conn_id)
+    assert hook.get_pools() == []
+    assert hook.login_count == 1
+    assert fake_server.seen[-1][3]["Authorization"] == "Bearer new"

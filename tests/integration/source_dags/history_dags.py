@@ -67,3 +67,26 @@ with DAG("hist_failing", schedule=None, start_date=START, catchup=False, default
         return value
 
     never(boom())
+
+# Bulk DAGs: their thousands of runs are written by tests/integration/history_seed.py through
+# Airflow's models; the DAGs exist so that both sides know them. Never scheduled.
+for _name in ("bulk_a", "bulk_b", "bulk_c", "bulk_d"):
+    with DAG(_name, schedule=None, start_date=START, catchup=False, tags=["starship-test"]):
+
+        @task
+        def extract():
+            return 1
+
+        @task
+        def transform(value):
+            return value
+
+        @task
+        def load(value):
+            return value
+
+        @task
+        def report(value):
+            return value
+
+        report(load(transform(extract())))

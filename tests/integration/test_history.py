@@ -1,0 +1,248 @@
+"""DAG history through the real migration DAG: Airflow 2.11 source (scheduler-made and bulk runs)
+into Airflow 2.11 and 3.3 targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from tests.integration import history_seed, rig
+from starship_dags.translate import parse_datetime
+
+REAL_DAGS = ("hist_mapped", "hist_retry", "hist_failing")
+ALL_DAGS = (*REAL_DAGS, *history_seed.BULK_DAGS)
+BULK_RUNS = 1250  # per bulk DAG: 5,000 runs and about 20,000 task instances in all
+QUEUED_RUN = 1249  # this bulk_a run stays queued: skipped, counted, picked up later
+FINISHED = ("success", "failed")
+RUN_FIELDS = ("state", "run_type", "conf", "start_date", "end_date", "data_interval_start", "data_interval_end",
+              "queued_at", "logical")
+TI_FIELDS = ("state", "try_number", "max_tries", "duration", "operator", "pool", "pool_slots", "map_index",
+             "rendered_map_index", "start_date", "end_date", "queue", "priority_weight", "hostname", "task_display_name")
+HISTORY = {"resources": ["dag_history"]}
+
+
+@pytest.fixture(scope="session")
+def history_source(source):
+    """The source with real scheduler runs of REAL_DAGS, then 5,000 bulk runs."""
+    shutil.copy(rig.HISTORY_DAGS, source.dags_folder)
+    source.cli("dags", "reserialize")
+    for dag_id in REAL_DAGS:
+        source.cli("dags", "unpause", dag_id)
+    source.cli("dags", "trigger", "hist_mapped", "-c", json.dumps({"nested": {"ключ": {"deep": [1, {"x": "日本"}]}}}))
+    source.cli("dags", "trigger", "hist_failing", "-c", json.dumps({"ü": ["✓", 1, None], "emoji": "🚀"}))
+    scheduler = source.start_scheduler()
+    expected_runs = {"hist_mapped": 4, "hist_retry": 2, "hist_failing": 1}
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        done = dict(source.sql(
+            "SELECT dag_id, count(*) FROM dag_run WHERE state IN ('success', 'failed') GROUP BY dag_id"))
+        if all(done.get(d, 0) >= n for d, n in expected_runs.items()):
+            break
+        time.sleep(3)
+    source.stop_processes(scheduler)
+    assert all(done.get(d, 0) >= n for d, n in expected_runs.items()), done
+    for dag_id in REAL_DAGS:
+        source.cli("dags", "pause", dag_id)
+    seeded = json.loads(source.python(history_seed.SCRIPT, stdin=json.dumps({
+        "dags": list(history_seed.BULK_DAGS), "first": 0, "runs": BULK_RUNS,
+        "tasks": list(history_seed.BULK_TASKS), "queued": [QUEUED_RUN],
+    })))
+    assert seeded["runs"] == BULK_RUNS * len(history_seed.BULK_DAGS)
+    return source
+
+
+@pytest.fixture
+def history_target(history_source, target):
+    """A target without any history of the source's DAGs and without sync markers."""
+    reset_history(target)
+    return history_source, target
+
+
+def reset_history(target: rig.AirflowServer) -> None:
+    if target.major == 2:
+        target.sql("DELETE FROM task_instance_history WHERE dag_id = ANY(%s)", (list(ALL_DAGS),))
+    target.sql("DELETE FROM dag_run WHERE dag_id = ANY(%s)", (list(ALL_DAGS),))
+    target.sql("DELETE FROM variable WHERE key LIKE 'starship\\_dags.sync.%%'")
+
+
+def norm(value):
+    moment = None
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] in " T":
+        try:
+            moment = parse_datetime(value)
+        except ValueError:
+            moment = None
+    return moment.isoformat() if moment else value
+
+
+def runs_of(server: rig.AirflowServer, dag_id: str, finished_only: bool = True) -> dict[str, dict]:
+    rows = server.client().all_rows("dag_runs", dag_id, "dag_runs")
+    out = {}
+    for row in rows:
+        if finished_only and row["state"] not in FINISHED:
+            continue
+        row = {**row, "logical": row.get("logical_date") or row.get("execution_date")}
+        out[row["run_id"]] = {f: norm(row.get(f)) for f in RUN_FIELDS}
+    return out
+
+
+def tis_of(server: rig.AirflowServer, dag_id: str, route: str, run_ids: set[str]) -> dict[tuple, dict]:
+    out = {}
+    for row in server.client().all_rows(route, dag_id, "task_instances"):
+        if row["run_id"] not in run_ids:
+            continue
+        key = (row["run_id"], row["task_id"], row["map_index"])
+        if route == "task_instance_history":
+            key += (row["try_number"],)
+        out[key] = {f: norm(row.get(f)) for f in TI_FIELDS}
+    return out
+
+
+def assert_parity(source: rig.AirflowServer, target: rig.AirflowServer, dags=ALL_DAGS, skip_runs=()) -> None:
+    for dag_id in dags:
+        src_runs = {k: v for k, v in runs_of(source, dag_id).items() if k not in skip_runs}
+        tgt_runs = runs_of(target, dag_id, finished_only=False)
+        assert {k: tgt_runs.get(k) for k in src_runs} == src_runs, f"{dag_id}: runs differ"
+        for route in ("task_instances", "task_instance_history"):
+            src = tis_of(source, dag_id, route, set(src_runs))
+            tgt = tis_of(target, dag_id, route, set(src_runs))
+            assert tgt == src, f"{dag_id}: {route} differ ({len(src)} on the source, {len(tgt)} on the target)"
+
+
+def assert_no_duplicates_or_orphans(source: rig.AirflowServer, target: rig.AirflowServer) -> None:
+    dups = target.sql(
+        "SELECT dag_id, run_id, task_id, map_index, count(*) FROM task_instance WHERE dag_id = ANY(%s) "
+        "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1", (list(ALL_DAGS),))
+    assert dups == []
+    orphans = target.sql(
+        "SELECT r.dag_id, r.run_id FROM dag_run r WHERE r.dag_id = ANY(%s) AND r.state IN ('success', 'failed') "
+        "AND NOT EXISTS (SELECT 1 FROM task_instance t WHERE t.dag_id = r.dag_id AND t.run_id = r.run_id)",
+        (list(ALL_DAGS),))
+    with_tis = set(source.sql("SELECT DISTINCT dag_id, run_id FROM task_instance WHERE dag_id = ANY(%s)",
+                              (list(ALL_DAGS),)))
+    orphans = [o for o in orphans if tuple(o) in with_tis]
+    assert orphans == [], f"runs without their task instances: {orphans[:5]}"
+
+
+def dag_summaries(result: rig.DagTestResult, dag_id: str) -> list[dict]:
+    return [s for s in result.summaries.values() if s.get("dag_id") == dag_id]
+
+
+def test_full_history_then_idle_rerun(history_target):
+    source, target = history_target
+    started = time.monotonic()
+    first = rig.run_migration_dag(target, source, HISTORY)
+    elapsed = time.monotonic() - started
+    assert first.run_state == "success", first.explain()
+    rows = sum(s["created"] for s in first.summaries.values())
+    print(f"\nfull history into Airflow {target.env.version}: {rows} rows in {elapsed:.0f} s")
+    bulk_runs = first.summaries["history.dag_runs[3]"]
+    assert bulk_runs["dag_id"] == "bulk_a"
+    assert bulk_runs["skipped"] == 1 and "queued" in bulk_runs["skipped_items"][0]
+    assert_parity(source, target)
+    assert_no_duplicates_or_orphans(source, target)
+    retry = [s for s in dag_summaries(first, "hist_retry") if s["resource"] == "task_instance_history"][0]
+    assert retry["created"] == 2  # the failed first try of each scheduled run
+
+    if target.major >= 3:
+        missing_versions = target.sql(
+            "SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s) AND dag_version_id IS NULL", (list(ALL_DAGS),))
+        assert missing_versions == [(0,)]
+        assert target.sql(
+            "SELECT count(*) FROM task_instance_history WHERE dag_id = ANY(%s) AND dag_version_id IS NULL",
+            (list(ALL_DAGS),)) == [(0,)]
+        client = target.client()
+        for dag_id in REAL_DAGS:
+            answer = client.session.get(f"{target.url}/api/v2/dags/{dag_id}/dagRuns", timeout=60)
+            assert answer.status_code == 200, answer.text[:500]
+            assert answer.json()["total_entries"] == len(runs_of(source, dag_id))
+            answer = client.session.get(f"{target.url}/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", timeout=60)
+            assert answer.status_code == 200, answer.text[:500]
+
+    again = rig.run_migration_dag(target, source, HISTORY)
+    assert again.run_state == "success", again.explain()
+    for summary in again.summaries.values():
+        assert summary["target_writes"] == 0 and summary["created"] == 0, summary
+    for dag_id in ALL_DAGS:
+        calls = sum(s["source_api_calls"] for s in dag_summaries(again, dag_id))
+        assert calls <= 2, (dag_id, calls)
+    assert_parity(source, target)
+
+
+def test_killed_mid_run_then_rerun(history_target):
+    source, target = history_target
+    proc = rig.start_migration_dag(target, source, HISTORY)
+    deadline = time.monotonic() + 600
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        copied = target.sql("SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s)", (list(history_seed.BULK_DAGS),))[0][0]
+        if copied > 0:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed_at = copied
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the migration finished before it could be killed"
+    result = rig.run_migration_dag(target, source, HISTORY)
+    assert result.run_state == "success", result.explain()
+    assert_parity(source, target)
+    assert_no_duplicates_or_orphans(source, target)
+
+
+def test_new_source_runs_are_picked_up_incrementally(history_target):
+    source, target = history_target
+    assert rig.run_migration_dag(target, source, HISTORY).run_state == "success"
+    source.python(history_seed.SCRIPT, stdin=json.dumps({
+        "dags": ["bulk_b"], "first": 10_000, "runs": 5, "tasks": list(history_seed.BULK_TASKS)}))
+    source.sql("UPDATE dag_run SET state = 'success', start_date = now(), end_date = now() "
+               "WHERE dag_id = 'bulk_a' AND state = 'queued'")
+    later = rig.run_migration_dag(target, source, HISTORY)
+    assert later.run_state == "success", later.explain()
+    by_dag = {dag_id: {s["resource"]: s for s in dag_summaries(later, dag_id)} for dag_id in ALL_DAGS}
+    assert by_dag["bulk_b"]["dag_runs"]["created"] == 5
+    assert by_dag["bulk_b"]["task_instances"]["created"] == 5 * len(history_seed.BULK_TASKS)
+    assert by_dag["bulk_a"]["dag_runs"]["created"] == 1  # the run that was queued before
+    assert by_dag["bulk_c"]["dag_runs"]["created"] == 0
+    assert by_dag["bulk_c"]["dag_runs"]["source_api_calls"] == 1
+    # only the new runs' task instances were read: one page, not the whole history
+    assert by_dag["bulk_b"]["task_instances"]["source_api_calls"] <= 2
+    assert_parity(source, target, dags=("bulk_a", "bulk_b"))
+    assert_no_duplicates_or_orphans(source, target)
+    source.sql("DELETE FROM dag_run WHERE dag_id = 'bulk_b' AND execution_date >= '2024-01-01'")
+    source.sql("UPDATE dag_run SET state = 'queued', start_date = NULL, end_date = NULL "
+               "WHERE dag_id = 'bulk_a' AND run_id = %s", (f"scheduled__{_logical(QUEUED_RUN)}",))
+
+
+def test_target_with_runs_already_and_a_clashing_logical_date(history_target):
+    source, target = history_target
+    partial = rig.run_migration_dag(target, source, {**HISTORY, "dag_ids": ["bulk_c"], "runs_limit": 7})
+    assert partial.run_state == "success", partial.explain()
+    assert [s["created"] for s in dag_summaries(partial, "bulk_c") if s["resource"] == "dag_runs"] == [7]
+    clash_date = _logical(1000)
+    column = "execution_date" if target.major == 2 else "logical_date"
+    extra = ", run_after, span_status" if target.major >= 3 else ""
+    values = ", %(d)s, 'not_started'" if target.major >= 3 else ""
+    target.sql(
+        f"INSERT INTO dag_run (dag_id, run_id, {column}, run_type, state, clear_number{extra}) "
+        f"VALUES ('bulk_d', 'manual__target_own', %(d)s, 'manual', 'success', 0{values})",
+        {"d": clash_date},
+    )
+    result = rig.run_migration_dag(target, source, HISTORY)
+    assert result.run_state == "failed"
+    runs = {s["dag_id"]: s for s in result.summaries.values() if s["resource"] == "dag_runs"}
+    assert [f["item"] for f in runs["bulk_d"]["failures"]] == [f"run 'scheduled__{clash_date}'"]
+    assert "manual__target_own" in runs["bulk_d"]["failures"][0]["reason"]
+    assert runs["bulk_c"]["unchanged"] == 7 and runs["bulk_c"]["created"] == BULK_RUNS - 7
+    assert_parity(source, target, skip_runs={f"scheduled__{clash_date}"})
+    assert_no_duplicates_or_orphans(source, target)
+
+
+def _logical(i: int) -> str:
+    import datetime
+
+    return (datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(hours=i)).isoformat()
