@@ -158,7 +158,8 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
                 task_id="task_instances", source_dag=source_dag, plan=runs.output, **selection, **common
             )
             tries = TaskInstanceHistoryMigrationOperator(
-                task_id="task_instance_history", source_dag=source_dag, plan=runs.output, **selection, **common
+                task_id="task_instance_history", source_dag=source_dag, plan=runs.output,
+                siblings=[runs.task_id, tis.task_id], **selection, **common,
             )
             runs >> tis >> tries
 

@@ -138,10 +138,13 @@ class HistoryOperator(MigrationOperator):
 class DagRunsMigrationOperator(HistoryOperator):
     resource = "dag_runs"
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> None:
         self.plan: dict[str, Any] = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
-        super().execute(context)
-        return self.plan
+        try:
+            super().execute(context)
+        finally:
+            # Also when some runs failed: the task instances of the others still get migrated.
+            context["ti"].xcom_push(key="return_value", value=self.plan)
 
     def migrate(self, summary: Summary, context: Any) -> None:
         dag_id = self.dag_to_migrate
@@ -251,12 +254,17 @@ class DagRunsMigrationOperator(HistoryOperator):
 
 
 class _ChildrenOperator(HistoryOperator):
-    """Task instances or their history, for the runs the plan names."""
+    """Task instances or their history, for the runs the plan names.
+
+    Runs even when an upstream task of the DAG failed (a refused run must not keep the other
+    runs' task instances out); without a plan there is nothing to do.
+    """
 
     kind = TASK_INSTANCE
     template_fields = (*HistoryOperator.template_fields, "plan")
 
     def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
 
@@ -311,8 +319,18 @@ class TaskInstancesMigrationOperator(_ChildrenOperator):
 
 
 class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
+    """Retry history; the DAG's last task, so it stores the sync marker when all went well.
+
+    :param siblings: task ids of the DAG's runs and task-instance tasks; the marker is only
+        stored when both reported no failure for this DAG.
+    """
+
     resource = "task_instance_history"
     kind = HISTORY
+
+    def __init__(self, *, siblings: list[str] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.siblings = list(siblings)
 
     def natural_key(self, row: dict[str, Any]) -> tuple:
         return history_natural_key(row)
@@ -328,8 +346,21 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
             return
         if self.target_hook.airflow_major >= 3 and summary.created:
             self._fill_dag_versions(dag_id)
-        if plan.get("marker"):
+        if plan.get("marker") and self._siblings_complete():
             sync_state.write_marker(self.target_hook, dag_id, plan["marker"])
+
+    def _siblings_complete(self) -> bool:
+        ti = self._context["ti"]
+        for task_id in self.siblings:
+            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
+            if not isinstance(found, dict) or found.get("failed"):
+                self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
+                return False
+        return True
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        self._context = context
+        super().migrate(summary, context)
 
     def _fill_dag_versions(self, dag_id: str) -> None:
         """Airflow 3's Starship fills missing DAG versions after each task-instance POST, but history

@@ -43,6 +43,7 @@ def fresh(source, target):
 
 
 def migrate(source, target, **conf) -> rig.DagTestResult:
+    conf.setdefault("resources", list(FIELDS))  # history has its own tests
     result = rig.run_migration_dag(target, source, conf)
     secrets = [*corpus.SECRETS.values(), rig.ADMIN_PASSWORD]
     logs = result.output + rig.task_log_text(target)
