@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+
 import pytest
 
-from tests.integration import rig
+from tests.integration import history_seed, rig
 
 
 def pytest_collection_modifyitems(items):
@@ -37,3 +41,33 @@ def target(request, envs):
     server.cli("dags", "reserialize")  # the target knows (Airflow 3: has versions of) the source's DAGs
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def history_source(source):
+    """The source with real scheduler runs of history_seed.REAL_DAGS, then 5,000 bulk runs."""
+    shutil.copy(rig.HISTORY_DAGS, source.dags_folder)
+    source.cli("dags", "reserialize")
+    for dag_id in history_seed.REAL_DAGS:
+        source.cli("dags", "unpause", dag_id)
+    source.cli("dags", "trigger", "hist_mapped", "-c", json.dumps({"nested": {"ключ": {"deep": [1, {"x": "日本"}]}}}))
+    source.cli("dags", "trigger", "hist_failing", "-c", json.dumps({"ü": ["✓", 1, None], "emoji": "🚀"}))
+    scheduler = source.start_scheduler()
+    expected_runs = {"hist_mapped": 4, "hist_retry": 2, "hist_failing": 1}
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        done = dict(source.sql(
+            "SELECT dag_id, count(*) FROM dag_run WHERE state IN ('success', 'failed') GROUP BY dag_id"))
+        if all(done.get(d, 0) >= n for d, n in expected_runs.items()):
+            break
+        time.sleep(3)
+    source.stop_processes(scheduler)
+    assert all(done.get(d, 0) >= n for d, n in expected_runs.items()), done
+    for dag_id in history_seed.REAL_DAGS:
+        source.cli("dags", "pause", dag_id)
+    seeded = json.loads(source.python(history_seed.SCRIPT, stdin=json.dumps({
+        "dags": list(history_seed.BULK_DAGS), "first": 0, "runs": history_seed.BULK_RUNS,
+        "tasks": list(history_seed.BULK_TASKS), "queued": [history_seed.QUEUED_RUN],
+    })))
+    assert seeded["runs"] == history_seed.BULK_RUNS * len(history_seed.BULK_DAGS)
+    return source

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+REAL_DAGS = ("hist_mapped", "hist_retry", "hist_failing")  # run by the source's real scheduler
 BULK_DAGS = ("bulk_a", "bulk_b", "bulk_c", "bulk_d")
+BULK_RUNS = 1250  # per bulk DAG: 5,000 runs and about 20,000 task instances in all
+QUEUED_RUN = 1249  # this run of each bulk DAG stays queued: skipped, counted, picked up later
 BULK_TASKS = ("extract", "transform", "load", "report")
 
 SCRIPT = r"""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -14,46 +13,15 @@ import pytest
 from tests.integration import history_seed, rig
 from starship_dags.translate import parse_datetime
 
-REAL_DAGS = ("hist_mapped", "hist_retry", "hist_failing")
+from tests.integration.history_seed import BULK_RUNS, QUEUED_RUN, REAL_DAGS
+
 ALL_DAGS = (*REAL_DAGS, *history_seed.BULK_DAGS)
-BULK_RUNS = 1250  # per bulk DAG: 5,000 runs and about 20,000 task instances in all
-QUEUED_RUN = 1249  # this run of each bulk DAG stays queued: skipped, counted, picked up later
 FINISHED = ("success", "failed")
 RUN_FIELDS = ("state", "run_type", "conf", "start_date", "end_date", "data_interval_start", "data_interval_end",
               "queued_at", "logical")
 TI_FIELDS = ("state", "try_number", "max_tries", "duration", "operator", "pool", "pool_slots", "map_index",
              "rendered_map_index", "start_date", "end_date", "queue", "priority_weight", "hostname", "task_display_name")
 HISTORY = {"resources": ["dag_history"]}
-
-
-@pytest.fixture(scope="session")
-def history_source(source):
-    """The source with real scheduler runs of REAL_DAGS, then 5,000 bulk runs."""
-    shutil.copy(rig.HISTORY_DAGS, source.dags_folder)
-    source.cli("dags", "reserialize")
-    for dag_id in REAL_DAGS:
-        source.cli("dags", "unpause", dag_id)
-    source.cli("dags", "trigger", "hist_mapped", "-c", json.dumps({"nested": {"ключ": {"deep": [1, {"x": "日本"}]}}}))
-    source.cli("dags", "trigger", "hist_failing", "-c", json.dumps({"ü": ["✓", 1, None], "emoji": "🚀"}))
-    scheduler = source.start_scheduler()
-    expected_runs = {"hist_mapped": 4, "hist_retry": 2, "hist_failing": 1}
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
-        done = dict(source.sql(
-            "SELECT dag_id, count(*) FROM dag_run WHERE state IN ('success', 'failed') GROUP BY dag_id"))
-        if all(done.get(d, 0) >= n for d, n in expected_runs.items()):
-            break
-        time.sleep(3)
-    source.stop_processes(scheduler)
-    assert all(done.get(d, 0) >= n for d, n in expected_runs.items()), done
-    for dag_id in REAL_DAGS:
-        source.cli("dags", "pause", dag_id)
-    seeded = json.loads(source.python(history_seed.SCRIPT, stdin=json.dumps({
-        "dags": list(history_seed.BULK_DAGS), "first": 0, "runs": BULK_RUNS,
-        "tasks": list(history_seed.BULK_TASKS), "queued": [QUEUED_RUN],
-    })))
-    assert seeded["runs"] == BULK_RUNS * len(history_seed.BULK_DAGS)
-    return source
 
 
 @pytest.fixture

@@ -42,9 +42,9 @@ def fresh(source, target):
     return source, target
 
 
-def migrate(source, target, **conf) -> rig.DagTestResult:
+def migrate(source, target, source_conn=None, **conf) -> rig.DagTestResult:
     conf.setdefault("resources", list(FIELDS))  # history has its own tests
-    result = rig.run_migration_dag(target, source, conf)
+    result = rig.run_migration_dag(target, source, conf, source_conn=source_conn)
     secrets = [*corpus.SECRETS.values(), rig.ADMIN_PASSWORD]
     logs = result.output + rig.task_log_text(target)
     leaked = [s for s in secrets if s in logs]
@@ -57,7 +57,8 @@ def test_fresh_target_skip_keeps_target_items(fresh):
     rig.seed(target, {"variables": [{"key": "plain", "val": "the target's own"}]})
     logins_before = source.login_count()
 
-    result = migrate(source, target)
+    # Without the shared login cache, to see that each task logs in once and reuses its session.
+    result = migrate(source, target, source.connection_env("starship_source", extra={"session_cache": False}))
     logins = source.login_count() - logins_before
 
     assert result.run_state == "success", result.explain()
