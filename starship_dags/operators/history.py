@@ -220,7 +220,9 @@ class DagRunsMigrationOperator(HistoryOperator):
             "dag_id": dag_id,
             "idle": False,
             "run_ids": [r["run_id"] for _, r in needed],
-            "scan_runs": (max(pos for pos, _ in needed) + 1) if needed else 0,
+            # how deep the children read the source: everything when there is no marker, else
+            # down to the deepest run that needs its children, plus a page for reordering
+            "scan_runs": total if marker is None else ((max(pos for pos, _ in needed) + 1 + TI_PAGE_RUNS) if needed else 0),
             "source_total": total,
             "marker": sync_state.make_marker(
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
@@ -290,17 +292,22 @@ class _ChildrenOperator(HistoryOperator):
     def copy_missing(self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any]) -> None:
         on_target = {self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in needed}
         seen: set[tuple] = set()
-        offset, depth = 0, int(plan.get("scan_runs") or 0)
-        while offset < depth:
+        unseen_runs = set(needed)
+        offset, depth, total = 0, int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
+        # Read down to the planned depth, and further while a needed run has not shown up yet
+        # (ties in start dates can move runs between pages), but never past the last run.
+        while offset < depth or (unseen_runs and offset < total):
             page = self.source_page(dag_id, offset)
             if offset == 0:  # runs that started since the plan push the ones we need further down
-                depth += max(0, int(page.get("dag_run_count") or 0) - int(plan.get("source_total") or 0))
+                total = max(total, int(page.get("dag_run_count") or 0))
+                depth += max(0, total - int(plan.get("source_total") or 0))
             missing = []
             for row in page.get("task_instances") or []:
                 key = self.natural_key(row)
                 if row["run_id"] not in needed or key in seen:
                     continue
                 seen.add(key)
+                unseen_runs.discard(row["run_id"])
                 if key in on_target:
                     summary.unchanged += 1
                 else:

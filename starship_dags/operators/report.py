@@ -37,7 +37,11 @@ class MigrationReportOperator(BaseOperator):
             if not as_bool(enabled):
                 continue
             if task_id in self.mapped:  # one summary per element of the list it was mapped over
-                over = ti.xcom_pull(task_ids=self.mapped[task_id]) or []
+                over = ti.xcom_pull(task_ids=self.mapped[task_id])
+                if over is None:  # the task that lists them failed
+                    if self.mapped[task_id] not in missing:
+                        missing.append(self.mapped[task_id])
+                    continue
                 labels = [f"{task_id}[{item.get('dag_id', i) if isinstance(item, dict) else i}]" for i, item in enumerate(over)]
                 found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=list(range(len(over)))) if over else []
                 if isinstance(found, dict):

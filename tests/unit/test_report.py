@@ -1,0 +1,71 @@
+"""The report task: gathers summaries, mapped ones included, and fails on failures or gaps."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.exceptions import AirflowException
+
+from starship_dags.operators.report import MigrationReportOperator
+from starship_dags.report import Summary
+
+
+class FakeTI:
+    def __init__(self, xcoms):
+        self.xcoms = xcoms
+        self.pushed = {}
+
+    def xcom_pull(self, task_ids, key="return_value", map_indexes=None):
+        value = self.xcoms.get((task_ids, key))
+        if map_indexes is not None and isinstance(value, list):
+            return [value[i] if i < len(value) else None for i in map_indexes]
+        return value
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def summary(resource, dag_id=None, **counts):
+    return Summary(resource=resource, dag_id=dag_id, **counts).as_dict()
+
+
+def report(expected, xcoms):
+    op = MigrationReportOperator(task_id="report", expected=expected, mapped={"h.runs": "discover"})
+    ti = FakeTI(xcoms)
+    return op, ti
+
+
+def test_all_summaries_gathered():
+    op, ti = report(
+        {"pools": True, "h.runs": True},
+        {("pools", "summary"): summary("pools", created=2),
+         ("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
+         ("h.runs", "summary"): [summary("dag_runs", "a", created=3), summary("dag_runs", "b", unchanged=4)]},
+    )
+    result = op.execute({"ti": ti})
+    assert result["failed"] == 0 and result["missing"] == []
+    assert [s["dag_id"] for s in result["summaries"]] == [None, "a", "b"]
+
+
+def test_a_mapped_task_without_summary_fails_the_report():
+    op, ti = report(
+        {"h.runs": True},
+        {("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
+         ("h.runs", "summary"): [summary("dag_runs", "a")]},
+    )
+    with pytest.raises(AirflowException, match=r"no summary from h.runs\[b\]"):
+        op.execute({"ti": ti})
+
+
+def test_a_failed_discovery_fails_the_report():
+    op, ti = report({"h.runs": True}, {})
+    with pytest.raises(AirflowException, match="no summary from discover"):
+        op.execute({"ti": ti})
+
+
+def test_item_failures_fail_the_report_and_disabled_tasks_are_ignored():
+    failed = Summary(resource="variables")
+    failed.add("failed", "variable 'x'", "HTTP 500")
+    op, ti = report({"variables": True, "pools": False}, {("variables", "summary"): failed.as_dict()})
+    with pytest.raises(AirflowException, match="1 item"):
+        op.execute({"ti": ti})
+    assert "variable 'x': HTTP 500" in ti.pushed["report"]["table"]
