@@ -47,6 +47,7 @@ def target(request, envs):
 def history_source(source):
     """The source with real scheduler runs of history_seed.REAL_DAGS, then 5,000 bulk runs."""
     shutil.copy(rig.HISTORY_DAGS, source.dags_folder)
+    (source.dags_folder / "source_only.py").write_text(history_seed.SOURCE_ONLY_DAG)
     source.cli("dags", "reserialize")
     for dag_id in history_seed.REAL_DAGS:
         source.cli("dags", "unpause", dag_id)
@@ -70,4 +71,6 @@ def history_source(source):
         "tasks": list(history_seed.BULK_TASKS), "queued": [history_seed.QUEUED_RUN],
     })))
     assert seeded["runs"] == history_seed.BULK_RUNS * len(history_seed.BULK_DAGS)
+    source.python(history_seed.SCRIPT, stdin=json.dumps({
+        "dags": [history_seed.SOURCE_ONLY_DAG_ID], "first": 0, "runs": 3, "tasks": ["only"]}))
     return source

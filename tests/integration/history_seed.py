@@ -8,6 +8,16 @@ BULK_RUNS = 1250  # per bulk DAG: 5,000 runs and about 20,000 task instances in 
 QUEUED_RUN = 1249  # this run of each bulk DAG stays queued: skipped, counted, picked up later
 BULK_TASKS = ("extract", "transform", "load", "report")
 
+#: A DAG whose file only the source has: an Airflow 3 target has never parsed it.
+SOURCE_ONLY_DAG_ID = "source_only"
+SOURCE_ONLY_DAG = """
+from airflow import DAG
+from airflow.operators.empty import EmptyOperator
+
+with DAG("source_only", schedule=None, catchup=False, tags=["starship-test"]):
+    EmptyOperator(task_id="only")
+"""
+
 SCRIPT = r"""
 import datetime, json, sys
 import airflow.models  # noqa: F401  (registers every table, Trigger included)

@@ -16,12 +16,13 @@ from starship_dags.translate import parse_datetime
 from tests.integration.history_seed import BULK_RUNS, QUEUED_RUN, REAL_DAGS
 
 ALL_DAGS = (*REAL_DAGS, *history_seed.BULK_DAGS)
+# The source also has a DAG that the targets never parsed; it has a test of its own.
+HISTORY = {"resources": ["dag_history"], "dag_ids": list(ALL_DAGS)}
 FINISHED = ("success", "failed")
 RUN_FIELDS = ("state", "run_type", "conf", "start_date", "end_date", "data_interval_start", "data_interval_end",
               "queued_at", "logical")
 TI_FIELDS = ("state", "try_number", "max_tries", "duration", "operator", "pool", "pool_slots", "map_index",
              "rendered_map_index", "start_date", "end_date", "queue", "priority_weight", "hostname", "task_display_name")
-HISTORY = {"resources": ["dag_history"]}
 
 
 @pytest.fixture
@@ -222,3 +223,20 @@ def _logical(i: int) -> str:
     import datetime
 
     return (datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(hours=i)).isoformat()
+
+
+def test_dag_not_parsed_on_the_target(history_target):
+    source, target = history_target
+    only = history_seed.SOURCE_ONLY_DAG_ID
+    result = rig.run_migration_dag(target, source, {**HISTORY, "dag_ids": [only]})
+    runs = [s for s in dag_summaries(result, only) if s["resource"] == "dag_runs"][0]
+    on_target = target.sql("SELECT count(*) FROM dag_run WHERE dag_id = %s", (only,))[0][0]
+    if target.major >= 3:
+        assert result.run_state == "failed"
+        assert runs["failures"][0]["item"] == f"DAG {only!r}"
+        assert "not parsed on target" in runs["failures"][0]["reason"]
+        assert on_target == 0  # no half-rows without a DAG version
+    else:  # Airflow 2 has no DAG versions: the history migrates
+        assert result.run_state == "success", result.explain()
+        assert on_target == 3
+    target.sql("DELETE FROM dag_run WHERE dag_id = %s", (only,))
