@@ -221,8 +221,9 @@ class DagRunsMigrationOperator(HistoryOperator):
             "idle": False,
             "run_ids": [r["run_id"] for _, r in needed],
             # how deep the children read the source: everything when there is no marker, else
-            # down to the deepest run that needs its children, plus a page for reordering
-            "scan_runs": total if marker is None else ((max(pos for pos, _ in needed) + 1 + TI_PAGE_RUNS) if needed else 0),
+            # down to the deepest run that needs its children (they read on if one is missing)
+            "scan_runs": total if marker is None else ((max(pos for pos, _ in needed) + 1) if needed else 0),
+            "source_major": source.airflow_major,  # spares the children a version request
             "source_total": total,
             "marker": sync_state.make_marker(
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
@@ -269,6 +270,11 @@ class _ChildrenOperator(HistoryOperator):
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
+
+    @property
+    def majors(self) -> tuple[int, int]:
+        known = (self.plan or {}).get("source_major")
+        return int(known or self.source_hook.airflow_major), self.target_hook.airflow_major
 
     def natural_key(self, row: dict[str, Any]) -> tuple:
         return ti_natural_key(row)
