@@ -50,6 +50,7 @@ from starship_dags.exceptions import (
     error_class_for,
 )
 from starship_dags.hooks.session_cache import SessionCache
+from starship_dags.translate import history_natural_key, ti_natural_key
 
 log = logging.getLogger(__name__)
 
@@ -675,38 +676,50 @@ class StarshipHook(HttpHook):
         list_key: str,
         natural_key: Callable[[dict[str, Any]], tuple],
         page_size: int,
+        seen: set[tuple],
+        first: dict[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Page by runs until ``dag_run_count`` is covered; yield each natural key once.
 
         The server orders by start date without a tie-breaker and each page is its own query, so
         pages may overlap when the source changes or dates tie: duplicates are dropped here.
+        ``first`` is page one when the caller already has it. Returns the last ``dag_run_count``.
         """
-        seen: set[tuple] = set()
-        offset = 0
-        total = None
-        while total is None or offset < total:
-            page = fetch(dag_id, limit=page_size, offset=offset)
+        offset, page, total = 0, first, 0
+        while True:
+            if page is None:
+                page = fetch(dag_id, limit=page_size, offset=offset)
             total = int(page.get("dag_run_count") or 0)
-            rows = page.get(list_key) or []
-            for row in rows:
+            for row in page.get(list_key) or []:
                 key = natural_key(row)
                 if key not in seen:
                     seen.add(key)
                     yield row
             offset += page_size
-            if not rows and offset >= total:
-                break
+            if offset >= total:
+                return total
+            page = None
 
-    def iter_dag_runs(self, dag_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
-        return self._iter_pages(self.get_dag_runs, dag_id, "dag_runs", lambda r: (r["dag_id"], r["run_id"]), page_size)
+    def iter_dag_runs(
+        self, dag_id: str, *, page_size: int = 500, first: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every run of the DAG; if paging lost some (ties in start dates), one more read in a single page."""
+        seen: set[tuple] = set()
+        run_key = lambda r: (r["dag_id"], r["run_id"])  # noqa: E731
+        total = yield from self._iter_pages(self.get_dag_runs, dag_id, "dag_runs", run_key, page_size, seen, first)
+        if len(seen) < total:
+            self.log.warning("%s: paging returned %d of %d runs; reading them in one request", dag_id, len(seen), total)
+            for run in self.get_dag_runs(dag_id, limit=total + page_size, offset=0).get("dag_runs") or []:
+                if run_key(run) not in seen:
+                    seen.add(run_key(run))
+                    yield run
 
     def iter_task_instances(self, dag_id: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        return self._iter_pages(self.get_task_instances, dag_id, "task_instances", ti_key, page_size)
+        return self._iter_pages(self.get_task_instances, dag_id, "task_instances", ti_natural_key, page_size, set())
 
     def iter_task_instance_history(self, dag_id: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         return self._iter_pages(
-            self.get_task_instance_history, dag_id, "task_instances",
-            lambda r: (*ti_key(r), r.get("try_number")), page_size,
+            self.get_task_instance_history, dag_id, "task_instances", history_natural_key, page_size, set()
         )
 
     def post_list(
@@ -761,7 +774,7 @@ class StarshipHook(HttpHook):
         return self.post_list("task_instances", "task_instances", task_instances, describe=_describe_ti)
 
     def create_task_instance_history(self, rows: Sequence[dict[str, Any]]) -> PostResult:
-        return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_ti)
+        return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_try)
 
     def delete_dag_runs(self, dag_id: str) -> None:
         """Deletes **every** run of the DAG (Starship has no per-run delete)."""
@@ -808,13 +821,11 @@ class StarshipHook(HttpHook):
         return True, f"Starship {info.get('starship_version')} on Airflow {info.get('airflow_version')}"
 
 
-def ti_key(row: dict[str, Any]) -> tuple:
-    map_index = row.get("map_index")
-    return (row["dag_id"], row["run_id"], row["task_id"], -1 if map_index is None else int(map_index))
-
-
 def _describe_ti(row: dict[str, Any]) -> str:
     return "task instance {}/{}/{}[{}]".format(
         row.get("dag_id"), row.get("run_id"), row.get("task_id"), row.get("map_index", -1)
     )
 
+
+def _describe_try(row: dict[str, Any]) -> str:
+    return f"{_describe_ti(row)} try {row.get('try_number')}"

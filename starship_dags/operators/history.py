@@ -114,7 +114,7 @@ class HistoryOperator(MigrationOperator):
     def majors(self) -> tuple[int, int]:
         return self.source_hook.airflow_major, self.target_hook.airflow_major
 
-    def post(self, summary: Summary, kind: str, rows: list[dict[str, Any]], describe) -> None:
+    def post(self, summary: Summary, kind: str, rows: list[dict[str, Any]]) -> None:
         """Translate and write rows; count what went in and name what the target refused."""
         if not rows:
             return
@@ -177,7 +177,7 @@ class DagRunsMigrationOperator(HistoryOperator):
         limit = selection["runs_limit"]
         selected: list[tuple[int, dict[str, Any]]] = []
         pending: list[str] = []
-        for position, run in enumerate(self._all_runs(first, dag_id, total)):
+        for position, run in enumerate(source.iter_dag_runs(dag_id, page_size=RUN_PAGE, first=first)):
             if run.get("state") not in FINISHED_RUN_STATES:
                 summary.add("skipped", f"run {run['run_id']!r}", f"{run.get('state')}: picked up by a later run")
                 pending.append(run["run_id"])
@@ -204,7 +204,7 @@ class DagRunsMigrationOperator(HistoryOperator):
                 continue
             to_create.append(run)
         summary.unchanged += len(selected) - len(to_create) - len(clashes)
-        self.post(summary, DAG_RUN, to_create, None)
+        self.post(summary, DAG_RUN, to_create)
         refused = {f["item"] for f in summary.failures}
         present = [
             (pos, run) for pos, run in selected
@@ -234,26 +234,6 @@ class DagRunsMigrationOperator(HistoryOperator):
             "task instances to check for %d runs",
             dag_id, total, len(target_runs), len(to_create), len(pending), len(needed),
         )
-
-    def _all_runs(self, first: dict[str, Any], dag_id: str, total: int) -> Iterator[dict[str, Any]]:
-        seen = set()
-        page, offset = first, 0
-        while True:
-            for run in page.get("dag_runs") or []:
-                if run["run_id"] not in seen:
-                    seen.add(run["run_id"])
-                    yield run
-            offset += RUN_PAGE
-            if offset >= total:
-                break
-            page = self.source_hook.get_dag_runs(dag_id, limit=RUN_PAGE, offset=offset)
-        if len(seen) < total:
-            # Paging by start date is unstable when dates tie: read once more in a single page.
-            self.log.warning("%s: paging returned %d of %d runs; reading them in one request", dag_id, len(seen), total)
-            for run in self.source_hook.get_dag_runs(dag_id, limit=total + RUN_PAGE, offset=0).get("dag_runs") or []:
-                if run["run_id"] not in seen:
-                    seen.add(run["run_id"])
-                    yield run
 
 
 class _ChildrenOperator(HistoryOperator):
@@ -318,7 +298,7 @@ class _ChildrenOperator(HistoryOperator):
                     summary.unchanged += 1
                 else:
                     missing.append(row)
-            self.post(summary, self.kind, missing, _describe)
+            self.post(summary, self.kind, missing)
             offset += TI_PAGE_RUNS
             self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
                           min(offset, depth), depth, summary.created)
@@ -382,13 +362,6 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
         rows = page.get("task_instances") or []
         if rows:
             self.target_hook.create_task_instances([translate(TASK_INSTANCE, rows[0], 3, 3)])
-
-
-def _describe(row: dict[str, Any]) -> str:
-    label = "{}/{}/{}[{}]".format(row.get("dag_id"), row.get("run_id"), row.get("task_id"), row.get("map_index", -1))
-    if "try_number" in row:
-        label += f" try {row['try_number']}"
-    return label
 
 
 __all__ = [

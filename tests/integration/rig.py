@@ -501,14 +501,19 @@ class DagTestResult:
         return "\n".join([f"states: {self.task_states}", *failures, "--- output tail", self.output[-3000:]])
 
 
+def migration_env(target: AirflowServer, source: AirflowServer, source_conn: dict[str, str] | None = None,
+                  target_conn: dict[str, str] | None = None) -> dict[str, str]:
+    return target.environ(
+        **(source_conn or source.connection_env("starship_source")),
+        **(target_conn or target.connection_env("starship_target")),
+    )
+
+
 def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any], *,
                       dag_id: str = "starship_migration", source_conn: dict[str, str] | None = None,
                       target_conn: dict[str, str] | None = None, timeout: float = 900) -> DagTestResult:
     """``airflow dags test`` of the migration DAG inside the target, with both connections as env vars."""
-    env = target.environ(
-        **(source_conn or source.connection_env("starship_source")),
-        **(target_conn or target.connection_env("starship_target")),
-    )
+    env = migration_env(target, source, source_conn, target_conn)
     before = {row[0] for row in target.sql("SELECT run_id FROM dag_run WHERE dag_id = %s", (dag_id,))}
     proc = target.cli("dags", "test", dag_id, "-c", json.dumps(conf), env=env, timeout=timeout, check=False)
     output = proc.stdout + proc.stderr
@@ -539,7 +544,7 @@ def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[s
 def start_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any],
                         dag_id: str = "starship_migration") -> subprocess.Popen:
     """The same ``dags test`` in the background, in its own process group (to be killed)."""
-    env = target.environ(**source.connection_env("starship_source"), **target.connection_env("starship_target"))
+    env = migration_env(target, source)
     return subprocess.Popen([target.env.airflow, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
