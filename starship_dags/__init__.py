@@ -19,7 +19,7 @@ CONNECTION_FORM = {
         "host": "https://my-airflow.example.com (the web UI's URL, path prefix included)",
         "login": "admin",
         "password": "password, or an Astro / Airflow API token",
-        "extra": '{"connect_timeout": 10, "read_timeout": 120, "retries": 6, "verify": true}',
+        "extra": '{"connect_timeout": 10, "read_timeout": 120, "retries": 8, "verify": true}',
     },
 }
 

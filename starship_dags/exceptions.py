@@ -43,6 +43,13 @@ class StarshipError(AirflowException):
         super().__init__(" - ".join(parts))
 
 
+class StarshipTLSError(StarshipError):
+    hint = (
+        "the server's TLS certificate could not be verified: name the CA bundle that signed it in the "
+        "connection's extra 'verify' (a path), or, only on a trusted network, set 'verify' to false"
+    )
+
+
 class StarshipAuthError(StarshipError):
     hint = (
         "check the login and password (or API token) of this connection, and that the user may "

@@ -28,6 +28,7 @@ import copy
 import html
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from starship_dags.exceptions import (
     StarshipNotInstalledError,
     StarshipPayloadTooLargeError,
     StarshipRateLimitedError,
+    StarshipTLSError,
     StarshipTransportError,
     error_class_for,
 )
@@ -70,7 +72,7 @@ OWN_EXTRAS = (
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 120.0
-DEFAULT_RETRIES = 6  # attempts in all, the first one included
+DEFAULT_RETRIES = 8  # attempts in all, the first one included: about a minute of waiting
 DEFAULT_RETRY_MAX_WAIT = 60.0  # seconds between two attempts, at most
 DEFAULT_RETRY_BUDGET = 600.0  # seconds spent retrying one call, at most
 #: Below the Airflow 2 webserver's default ``allowed_payload_size`` of 1 MiB.
@@ -91,6 +93,11 @@ TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
     TruncatedBody,
 )
+
+
+def is_transient_exception(exc: BaseException) -> bool:
+    """Worth another attempt: the network, not a certificate (a TLS failure stays a failure)."""
+    return isinstance(exc, TRANSIENT_EXCEPTIONS) and not isinstance(exc, requests.exceptions.SSLError)
 
 
 def _is_starship_app_error(response: requests.Response) -> bool:
@@ -187,6 +194,9 @@ class PostResult:
 
     sent: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Items of a batch refused with 409 after an attempt whose answer was lost: that attempt may
+    #: have stored them. The caller looks at the target to tell (see HistoryOperator.post).
+    uncertain: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _envelope(key: str, encoded: Sequence[bytes]) -> bytes:
@@ -236,6 +246,7 @@ class StarshipHook(HttpHook):
         self.write_count = 0  # of which POST/PATCH/DELETE
         self.login_count = 0
         self.retry_count = 0
+        self._attempts = 1
 
     # ------------------------------------------------------------------ connection form
 
@@ -311,12 +322,33 @@ class StarshipHook(HttpHook):
         session = super()._configure_session_from_extra(session, connection, extra_options)
         for key in OWN_EXTRAS:
             session.headers.pop(key, None)
-        if self.merged_extra.get("verify") is False or self.merged_extra.get("verify_ssl") is False:
+        session.verify = self._verify_setting(session.verify)
+        if session.verify is False:
             self.log.warning(
-                "TLS certificate verification is OFF for connection '%s' (extra verify=false)",
+                "TLS certificate verification is OFF for connection '%s' (extra verify=false): "
+                "anyone on the network path can read its credentials",
                 self.starship_conn_id,
             )
         return session
+
+    def _verify_setting(self, value: Any) -> bool | str:
+        """``verify`` as requests wants it: a bool, or the path of a CA bundle that exists.
+
+        A form or an environment variable gives strings; ``"false"`` must not become a CA path.
+        """
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            if lowered in ("true", "1", "yes", "on", ""):
+                return True
+            if not os.path.isfile(value) and not os.path.isdir(value):
+                raise ValueError(
+                    f"connection '{self.starship_conn_id}': extra 'verify' names a CA bundle that does "
+                    f"not exist: {value!r} (give a file or directory path, true or false)"
+                )
+            return value
+        return bool(value) if value is not None else True
 
     def get_conn(self, headers: dict[str, Any] | None = None, extra_options: dict[str, Any] | None = None):
         """One session per hook: cookies (Airflow 2 login) and tokens live as long as the task."""
@@ -486,6 +518,7 @@ class StarshipHook(HttpHook):
 
     def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
         self.retry_count += 1
+        self._attempts = retry_state.attempt_number + 1
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             exc = outcome.exception()
@@ -504,6 +537,7 @@ class StarshipHook(HttpHook):
         self.get_conn()
         self.method = method
         self._current_endpoint = "/" + endpoint
+        self._attempts = 1
         kwargs: dict[str, Any] = {}
         if json is not None:
             kwargs["json"] = json
@@ -516,7 +550,7 @@ class StarshipHook(HttpHook):
         retry_args = {
             "stop": tenacity.stop_after_attempt(self.retries) | tenacity.stop_after_delay(DEFAULT_RETRY_BUDGET),
             "wait": self._wait,
-            "retry": tenacity.retry_if_exception_type(TRANSIENT_EXCEPTIONS)
+            "retry": tenacity.retry_if_exception(is_transient_exception)
             | tenacity.retry_if_result(is_transient_response),
             "before_sleep": self._log_retry,
             "retry_error_callback": lambda state: state.outcome.result(),
@@ -524,10 +558,14 @@ class StarshipHook(HttpHook):
         }
         try:
             return self.run_with_advanced_retry(retry_args, endpoint=endpoint, data=payload, headers=headers, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise StarshipTLSError(
+                self.starship_conn_id, method, "/" + endpoint, None, redact(str(exc), self._secrets)[:300],
+            ) from None
         except TRANSIENT_EXCEPTIONS as exc:
             raise StarshipTransportError(
                 self.starship_conn_id, method, "/" + endpoint, None,
-                f"{type(exc).__name__}: {redact(str(exc), self._secrets)[:300]} (after {self.retries} attempts)",
+                f"{type(exc).__name__}: {redact(str(exc), self._secrets)[:300]} (gave up after {self._attempts} attempts)",
             ) from None
 
     def request(
@@ -572,9 +610,10 @@ class StarshipHook(HttpHook):
                 f"unexpected redirect to {urlparse(response.headers.get('Location', '')).path or '?'}",
                 item=item,
             )
-        raise error_class_for(status)(
-            self.starship_conn_id, method, shown, status, response_detail(response, self._secrets), item=item
-        )
+        detail = response_detail(response, self._secrets)
+        if is_transient_response(response):
+            detail = f"{detail} (gave up after {self._attempts} attempts)".lstrip()
+        raise error_class_for(status)(self.starship_conn_id, method, shown, status, detail, item=item)
 
     def _json(self, method: str, route: str, **kwargs: Any) -> Any:
         response = self.request(method, route, **kwargs)
@@ -751,6 +790,13 @@ class StarshipHook(HttpHook):
         except StarshipError as err:
             if err.status is None or (err.status >= 500 and err.status != 500):
                 raise
+            if err.status == 409 and self._attempts > 1:
+                self.log.warning(
+                    "%s answered 409 for a batch of %d on attempt %d: an earlier attempt whose answer was "
+                    "lost may have stored it; checking the target", route, len(batch), self._attempts,
+                )
+                result.uncertain.extend(json.loads(item) for item in batch)
+                return
             if len(batch) == 1:
                 name = describe(json.loads(batch[0])) if describe else "one item"
                 if isinstance(err, StarshipPayloadTooLargeError):

@@ -131,8 +131,34 @@ class HistoryOperator(MigrationOperator):
         }[kind]
         result: PostResult = writer(translated)
         summary.created += result.sent
+        if result.uncertain:
+            stored = self.keys_on_target(kind)
+            key = self.key_function(kind)
+            again = [row for row in result.uncertain if key(row) not in stored]
+            summary.created += len(result.uncertain) - len(again)
+            self.log.info("%d of %d rows of the uncertain batch were stored by the lost attempt; writing %d",
+                          len(result.uncertain) - len(again), len(result.uncertain), len(again))
+            retried: PostResult = writer(again) if again else PostResult()
+            summary.created += retried.sent
+            result.failed.extend(retried.failed)
+            for row in retried.uncertain:
+                result.failed.append((f"{kind} {key(row)!r}", "the target neither stored it nor accepted it"))
         for name, reason in result.failed:
             summary.add("failed", name, reason)
+
+    @staticmethod
+    def key_function(kind: str):
+        return {DAG_RUN: lambda row: row["run_id"], TASK_INSTANCE: ti_natural_key, HISTORY: history_natural_key}[kind]
+
+    def keys_on_target(self, kind: str) -> set:
+        dag_id, hook = self.dag_to_migrate, self.target_hook
+        rows = {
+            DAG_RUN: lambda: hook.iter_dag_runs(dag_id, page_size=RUN_PAGE),
+            TASK_INSTANCE: lambda: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
+            HISTORY: lambda: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
+        }[kind]()
+        key = self.key_function(kind)
+        return {key(row) for row in rows}
 
 
 class DagRunsMigrationOperator(HistoryOperator):

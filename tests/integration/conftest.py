@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.integration import history_seed, rig
+from tests.integration.parity import reset_history
 
 
 def pytest_collection_modifyitems(items):
@@ -74,3 +75,10 @@ def history_source(source):
     source.python(history_seed.SCRIPT, stdin=json.dumps({
         "dags": [history_seed.SOURCE_ONLY_DAG_ID], "first": 0, "runs": 3, "tasks": ["only"]}))
     return source
+
+
+@pytest.fixture
+def history_target(history_source, target):
+    """A target without any history of the source's DAGs and without sync markers."""
+    reset_history(target)
+    return history_source, target

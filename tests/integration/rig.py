@@ -295,14 +295,26 @@ class AirflowServer:
         self.procs.append(proc)
         return proc
 
+    def _spawn_web(self) -> subprocess.Popen:
+        if self.major == 2:
+            self._web = self._spawn(["webserver", "--port", str(self.port), "--hostname", "127.0.0.1",
+                                     "--access-logfile", str(self.home / "access.log")], "webserver.log")
+        else:
+            self._web = self._spawn(["api-server", "--port", str(self.port), "--host", "127.0.0.1",
+                                     "--workers", "1"], "api-server.log")
+        return self._web
+
+    def stop_web(self) -> None:
+        """Stop the web/api server only (database and scheduler stay)."""
+        self.stop_processes([self._web])
+
+    def start_web(self, timeout: float = 240) -> None:
+        self._spawn_web()
+        self.wait_ready(timeout)
+
     def start(self, *, timeout: float = 240, scheduler: bool = False) -> AirflowServer:
         self.create_database()
-        if self.major == 2:
-            self._spawn(["webserver", "--port", str(self.port), "--hostname", "127.0.0.1",
-                         "--access-logfile", str(self.home / "access.log")], "webserver.log")
-        else:
-            self._spawn(["api-server", "--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"],
-                        "api-server.log")
+        self._spawn_web()
         if scheduler:
             self.start_scheduler()
         self.wait_ready(timeout)
@@ -379,9 +391,11 @@ class AirflowServer:
             return 0
         return len(re.findall(r'"POST /login/', path.read_text(errors="replace")))
 
-    def connection_env(self, conn_id: str, *, login: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
-                       extra: dict[str, Any] | None = None) -> dict[str, str]:
-        conn = {"conn_type": "starship", "host": self.url, "login": login, "password": password}
+    def connection_env(self, conn_id: str, *, login: str | None = ADMIN_USER, password: str | None = ADMIN_PASSWORD,
+                       extra: dict[str, Any] | None = None, host: str | None = None) -> dict[str, str]:
+        """``AIRFLOW_CONN_*`` for this server; ``host`` reaches it another way (a proxy)."""
+        conn = {"conn_type": "starship", "host": host or self.url, "login": login, "password": password}
+        conn = {k: v for k, v in conn.items() if v is not None}
         if extra:
             conn["extra"] = extra
         return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)}

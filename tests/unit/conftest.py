@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.tls import make_certificates
 
 
 class Scripted:
@@ -33,8 +36,22 @@ def private_session_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_server(monkeypatch):
+def fake_server():
+    yield from _serve(Scripted())
+
+
+@pytest.fixture
+def fake_tls_server(tmp_path):
+    """The same over HTTPS, with a certificate from a throwaway CA (``.ca`` is its PEM file)."""
+    certs = make_certificates(tmp_path / "tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs["cert"], certs["key"])
     scripted = Scripted()
+    scripted.ca = certs["ca"]
+    yield from _serve(scripted, context)
+
+
+def _serve(scripted: Scripted, context: ssl.SSLContext | None = None):
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -56,9 +73,12 @@ def fake_server(monkeypatch):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    scripted.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if context is not None else "http"
+    scripted.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     try:
         yield scripted
     finally:

@@ -240,3 +240,34 @@ def test_a_stale_shared_login_is_replaced(fake_server, conn_env):
     assert hook.get_pools() == []
     assert hook.login_count == 1
     assert fake_server.seen[-1][3]["Authorization"] == "Bearer new"
+
+
+def test_a_409_after_a_lost_answer_is_uncertain_not_failed(fake_server, conn_env):
+    # The first attempt's answer is lost (502); the retry finds the rows there already (409).
+    fake_server.script((502, None, b""), (409, None, {"error": "Integrity Error (Duplicate Record?)"}))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="t", extra={"retry_max_wait": 0}))
+    runs = [{"dag_id": "d", "run_id": f"r{i}"} for i in range(4)]
+    result = hook.create_dag_runs(runs)
+    assert (result.sent, result.failed) == (0, [])
+    assert result.uncertain == runs
+    assert len(fake_server.seen) == 2  # no bisection into single rows
+
+
+def test_gave_up_message_counts_attempts(fake_server, conn_env):
+    fake_server.script((503, None, b"busy"))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="t", extra={"retries": 2, "retry_max_wait": 0}))
+    with pytest.raises(StarshipServerError, match="gave up after 2 attempts"):
+        hook.get_variables()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("True", True), (False, False), (None, True)])
+def test_verify_strings_are_booleans(conn_env, value, expected):
+    extra = {} if value is None else {"verify": value}
+    hook = StarshipHook(conn_env("c", host="https://127.0.0.1:9", password="t", extra=extra))
+    assert hook.get_conn().verify is expected
+
+
+def test_verify_naming_a_missing_ca_bundle_is_a_clear_error(conn_env):
+    hook = StarshipHook(conn_env("c", host="https://127.0.0.1:9", password="t", extra={"verify": "/nope/ca.pem"}))
+    with pytest.raises(ValueError, match="connection 'c': extra 'verify' names a CA bundle that does not exist"):
+        hook.get_conn()
