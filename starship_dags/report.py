@@ -32,10 +32,11 @@ class Summary:
     target_requests: int = 0
     target_writes: int = 0
 
-    def add(self, outcome: str, name: str, reason: str | None = None) -> None:
+    def add(self, outcome: str, name: str, reason: str | None = None, *, count: int = 1) -> None:
+        """Count ``count`` items (1 unless ``name`` stands for a group) and name them once."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        setattr(self, outcome, getattr(self, outcome) + count)
         if outcome == "failed":
             self.failures.append({"item": name, "reason": reason or "unknown"})
         elif outcome == "skipped" and len(self.skipped_items) < MAX_NAMES:

@@ -4,7 +4,8 @@ An open-source Airflow 2 webserver allows about five web logins per 40 seconds p
 migration runs several tasks per DAG, so one login per task would spend most of its time waiting
 out 429s. After a successful login the hook stores the session cookie (Airflow 2) or the JWT
 (Airflow 3) here, and the next task on the same machine starts from it; a refused credential is
-replaced by a fresh login as usual.
+replaced by a fresh login as usual. A password the server refused is remembered for a few
+minutes too, so that the other tasks fail at once instead of each spending a login attempt.
 
 What is stored cannot be read without the connection's password: each entry is encrypted with a
 Fernet key derived from the password, the login and the URL, and the file name is a hash of them.
@@ -29,6 +30,9 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 TTL_SECONDS = 3600
+#: How long a refused password is remembered: other tasks fail at once instead of trying it
+#: again (each failed try counts against the Airflow 2 login limit and lockouts).
+REFUSED_TTL_SECONDS = 300
 LOCK_TIMEOUT_SECONDS = 120
 
 
@@ -50,10 +54,15 @@ class SessionCache:
 
     def load(self) -> dict[str, Any] | None:
         try:
-            data = json.loads(self._fernet.decrypt(self.path.read_bytes(), ttl=TTL_SECONDS))
+            token = self.path.read_bytes()
+            data = json.loads(self._fernet.decrypt(token, ttl=TTL_SECONDS))
         except (OSError, InvalidToken, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        if data.get("kind") == "refused" and time.time() - self._fernet.extract_timestamp(token) > REFUSED_TTL_SECONDS:
+            return None
+        return data
 
     def save(self, entry: dict[str, Any]) -> None:
         token = self._fernet.encrypt(json.dumps(entry).encode())

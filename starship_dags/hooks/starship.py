@@ -440,8 +440,22 @@ class StarshipHook(HttpHook):
             return
         with self._cache.login_lock():
             # Another task may have logged in while this one waited for the lock.
-            if not self._use_cached(self._cache.load()):
-                self._login(refused)
+            entry = self._cache.load()
+            if entry and entry.get("kind") == "refused":
+                raise StarshipAuthError(
+                    self.starship_conn_id, entry.get("method", "POST"), entry.get("route", "/login/"),
+                    entry.get("status"),
+                    "this login and password were refused moments ago (not tried again, to spare the "
+                    "server's login limit)",
+                )
+            if not self._use_cached(entry):
+                try:
+                    self._login(refused)
+                except StarshipRateLimitedError:
+                    raise
+                except StarshipAuthError as err:
+                    self._cache.save({"kind": "refused", "method": err.method, "route": err.route, "status": err.status})
+                    raise
                 self._remember_login()
 
     def _login(self, refused: requests.Response) -> None:

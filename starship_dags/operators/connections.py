@@ -20,6 +20,17 @@ def _parsed_extra(extra: Any) -> Any:
     return extra
 
 
+def _sensitive_values(value: Any, sensitive: bool = False, depth: int = 0) -> list[str]:
+    """Values under sensitive keys (``password``, ``token``, ``api_key``...) at any depth of an extra."""
+    if depth > 50:
+        return []
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _sensitive_values(v, sensitive or is_sensitive_key(str(k)), depth + 1)]
+    if isinstance(value, list):
+        return [s for v in value for s in _sensitive_values(v, sensitive, depth + 1)]
+    return [value] if sensitive and isinstance(value, str) and value else []
+
+
 class ConnectionsMigrationOperator(KeyedResourceOperator):
     """Copy connections. A connection the target rejects (e.g. a non-JSON extra on Airflow 3)
     is reported by id; the others still migrate."""
@@ -43,8 +54,10 @@ class ConnectionsMigrationOperator(KeyedResourceOperator):
     def secret_values(self, item: dict[str, Any]) -> list[str]:
         values = [item.get("password")]
         extra = _parsed_extra(item.get("extra"))
-        if isinstance(extra, dict):
-            values += [str(v) for k, v in extra.items() if is_sensitive_key(k) and v not in (None, "")]
+        if isinstance(extra, str):
+            values.append(extra)  # not JSON: no telling which part is secret, so all of it is
+        else:
+            values += _sensitive_values(extra)
         return [v for v in values if v]
 
     def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:

@@ -242,13 +242,18 @@ class DagRunsMigrationOperator(HistoryOperator):
             created = {r["run_id"] for r in to_create}
             earlier_pending = set(marker.get("pending", []))
             needed = [(pos, r) for pos, r in present if r["run_id"] in created or r["run_id"] in earlier_pending]
+        # Runs the target refused: their task instances cannot go in, the children name them.
+        present_ids = {r["run_id"] for _, r in present}
+        missing_runs = [(pos, r) for pos, r in selected if r["run_id"] not in present_ids]
+        deepest = max((pos for pos, _ in (*needed, *missing_runs)), default=-1)
         self.plan = {
             "dag_id": dag_id,
             "idle": False,
             "run_ids": [r["run_id"] for _, r in needed],
+            "refused_run_ids": [r["run_id"] for _, r in missing_runs],
             # how deep the children read the source: everything when there is no marker, else
             # down to the deepest run that needs its children (they read on if one is missing)
-            "scan_runs": total if marker is None else ((max(pos for pos, _ in needed) + 1) if needed else 0),
+            "scan_runs": total if marker is None else deepest + 1,
             "source_major": source.airflow_major,  # spares the children a version request
             "source_total": total,
             "marker": sync_state.make_marker(
@@ -297,13 +302,17 @@ class _ChildrenOperator(HistoryOperator):
         if plan.get("idle"):  # the runs task found the DAG unchanged (and said so in its notes)
             return
         needed = set(plan.get("run_ids") or [])
-        if needed:
-            self.copy_missing(summary, dag_id, needed, plan)
+        refused = set(plan.get("refused_run_ids") or [])
+        if needed or refused:
+            self.copy_missing(summary, dag_id, needed, plan, refused)
         self.finish(summary, dag_id, plan)
 
-    def copy_missing(self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any]) -> None:
-        on_target = {self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in needed}
+    def copy_missing(
+        self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any], refused: set[str] = frozenset()
+    ) -> None:
+        on_target = {self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in needed} if needed else set()
         seen: set[tuple] = set()
+        without_run: dict[str, int] = {}
         unseen_runs = set(needed)
         offset, depth, total = 0, int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
         # Read down to the planned depth, and further while a needed run has not shown up yet
@@ -316,7 +325,13 @@ class _ChildrenOperator(HistoryOperator):
             missing = []
             for row in page.get("task_instances") or []:
                 key = self.natural_key(row)
-                if row["run_id"] not in needed or key in seen:
+                if key in seen:
+                    continue
+                if row["run_id"] in refused:
+                    seen.add(key)
+                    without_run[row["run_id"]] = without_run.get(row["run_id"], 0) + 1
+                    continue
+                if row["run_id"] not in needed:
                     continue
                 seen.add(key)
                 unseen_runs.discard(row["run_id"])
@@ -328,6 +343,9 @@ class _ChildrenOperator(HistoryOperator):
             offset += TI_PAGE_RUNS
             self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
                           min(offset, depth), depth, summary.created)
+        for run_id, count in sorted(without_run.items()):
+            summary.add("skipped", f"{count} row(s) of run {run_id!r}",
+                        "the run is not on the target (see the dag_runs failures)", count=count)
 
     def finish(self, summary: Summary, dag_id: str, plan: dict[str, Any]) -> None:
         pass

@@ -98,7 +98,7 @@ def assert_settings_parity(source: rig.AirflowServer, target: rig.AirflowServer)
         assert set(tgt) == set(src), f"{route}: extra items on the target"
 
 
-@pytest.mark.parametrize("target, scenario", CASES, indirect=["target"])
+@pytest.mark.parametrize("target, scenario", CASES, indirect=["target"], scope="session")
 def test_fault_scenario_ends_in_parity(empty_target, proxies, scenario):
     source, target = empty_target
     source_faults, target_faults, extra = scenario_faults(scenario, target)
@@ -127,7 +127,7 @@ def test_fault_scenario_ends_in_parity(empty_target, proxies, scenario):
     assert_settings_parity(source, target)
 
 
-@pytest.mark.parametrize("target", ["2.11"], indirect=True)
+@pytest.mark.parametrize("target", ["2.11"], indirect=True, scope="session")
 def test_fault_outlasting_the_retry_budget_fails_clearly(empty_target, proxies):
     source, target = empty_target
     proxies[1].arm(Fault(TGT_RUNS, "status", status=503, times=1000))

@@ -271,3 +271,21 @@ def test_verify_naming_a_missing_ca_bundle_is_a_clear_error(conn_env):
     hook = StarshipHook(conn_env("c", host="https://127.0.0.1:9", password="t", extra={"verify": "/nope/ca.pem"}))
     with pytest.raises(ValueError, match="connection 'c': extra 'verify' names a CA bundle that does not exist"):
         hook.get_conn()
+
+
+def test_a_refused_password_is_not_tried_again_by_the_next_task(fake_server, conn_env):
+    fake_server.script((401, None, {"detail": "Not authenticated"}), (401, None, {"detail": "Invalid credentials"}))
+    conn = conn_env("c", host=fake_server.url, login="admin", password="wrong-pw")
+    with pytest.raises(StarshipAuthError, match="POST /auth/token on connection 'c' failed: HTTP 401"):
+        StarshipHook(conn).get_pools()
+    assert [p for _, p, _, _ in fake_server.seen].count("/auth/token") == 1
+
+    second = StarshipHook(conn)  # another task, same worker, same wrong password
+    with pytest.raises(StarshipAuthError, match="refused moments ago"):
+        second.get_pools()
+    assert [p for _, p, _, _ in fake_server.seen].count("/auth/token") == 1  # no second login attempt
+    assert second.login_count == 0
+
+    fake_server.script((401, None, {}), (201, None, {"access_token": "jwt-ok"}), (200, None, []))
+    fixed = StarshipHook(conn_env("c", host=fake_server.url, login="admin", password="right-pw"))
+    assert fixed.get_pools() == []  # a corrected password is a different cache entry
