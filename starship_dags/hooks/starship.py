@@ -46,6 +46,7 @@ from starship_dags.exceptions import (
     StarshipError,
     StarshipNotInstalledError,
     StarshipPayloadTooLargeError,
+    StarshipPermissionError,
     StarshipRateLimitedError,
     StarshipTLSError,
     StarshipTransportError,
@@ -428,7 +429,10 @@ class StarshipHook(HttpHook):
         return response.status_code in REDIRECTS and "/login" in response.headers.get("Location", "")
 
     def _needs_auth(self, response: requests.Response) -> bool:
-        return response.status_code == 401 or self._login_redirect(response)
+        if response.status_code == 401 or self._login_redirect(response):
+            return True
+        # Airflow 3 answers a malformed (not an expired) token with 403 "Invalid JWT token".
+        return response.status_code == 403 and "invalid jwt" in response.text[:300].lower()
 
     def _authenticate(self, method: str, route: str, refused: requests.Response) -> None:
         """Log in according to what the server answered; raise StarshipAuthError if we cannot."""
@@ -618,6 +622,14 @@ class StarshipHook(HttpHook):
         status = response.status_code
         if status < 300 or status in set(ok_statuses):
             return response
+        if status in REDIRECTS and self._server_auth == "af2-session":
+            # A logged-in Airflow 2 user without the permission is sent to the home page.
+            raise StarshipPermissionError(
+                self.starship_conn_id, method, shown, status,
+                f"redirected to {urlparse(response.headers.get('Location', '')).path or '?'}; Starship needs "
+                "the 'can read on Configurations' permission (the Admin role has it)",
+                item=item,
+            )
         if status in REDIRECTS:
             raise StarshipError(
                 self.starship_conn_id, method, shown, status,

@@ -43,6 +43,8 @@ AIRFLOW_VERSIONS = {
 }
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detectable
+VIEWER_USER = "viewer"  # may log in, may not read the configuration (so not use Starship)
+VIEWER_PASSWORD = "V1ewer-pw-0c8d2e"
 MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
 HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"
 
@@ -234,9 +236,9 @@ class AirflowServer:
             })
         else:
             passwords = self.home / "simple_auth_passwords.json"
-            passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+            passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD, VIEWER_USER: VIEWER_PASSWORD}))
             env.update({
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__API_AUTH__JWT_SECRET": "sd-jwt-secret-" + self.name,
                 "AIRFLOW__API__SECRET_KEY": "sd-" + self.name,
@@ -378,6 +380,12 @@ class AirflowServer:
             shutil.rmtree(self.home, ignore_errors=True)
 
     # -- direct database access, for assertions and resets only
+
+    def ensure_viewer(self) -> None:
+        """The viewer user (Airflow 3 has it from the environment; Airflow 2 needs a database row)."""
+        if self.major == 2 and not self.sql("SELECT 1 FROM ab_user WHERE username = %s", (VIEWER_USER,)):
+            self.cli("users", "create", "-u", VIEWER_USER, "-p", VIEWER_PASSWORD, "-r", "Viewer",
+                     "-e", "viewer@example.com", "-f", "Vi", "-l", "Ewer")
 
     def sql(self, query: str, params: tuple | dict | None = None) -> list[tuple]:
         with pg_connect(self.db) as conn:
