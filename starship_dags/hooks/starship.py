@@ -133,7 +133,10 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
 
 _HTML_TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
-_CUT_MARKERS = ("[SQL:", "[parameters:", "Traceback (most recent call last)", "(Background on this error")
+_CUT_MARKERS = (
+    "[SQL:", "[parameters:", "Traceback (most recent call last)", "(Background on this error",
+    "Failing row contains",  # PostgreSQL echoes the whole row (values, ciphertexts)
+)
 _MAX_DETAIL = 600
 
 

@@ -196,6 +196,10 @@ class KeyedResourceOperator(MigrationOperator):
             if key not in source:
                 summary.add("failed", self.describe(key), "not found on the source")
                 continue
+            refused = self.refused_by_target(key)
+            if refused and key not in target:
+                summary.add("failed", self.describe(key), refused)
+                continue
             try:
                 outcome, reason = self.migrate_one(key, source[key], target.get(key), summary.dry_run)
             except StarshipError as err:
@@ -203,6 +207,10 @@ class KeyedResourceOperator(MigrationOperator):
             summary.add(outcome, self.describe(key), reason)
             if done % PROGRESS_EVERY == 0:
                 self.log.info("%s: %d of %d done", self.resource, done, len(wanted))
+
+    def refused_by_target(self, key: str) -> str | None:
+        """Why the target cannot hold an item with this key, known before asking it (None: it can)."""
+        return None
 
     def migrate_one(
         self, key: str, wanted: dict[str, Any], existing: dict[str, Any] | None, dry_run: bool

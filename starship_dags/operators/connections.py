@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starship_dags.compat import is_sensitive_key
@@ -18,6 +19,10 @@ def _parsed_extra(extra: Any) -> Any:
         except ValueError:
             return extra
     return extra
+
+
+#: Connection ids Airflow 2.7+ and 3 accept (their model turns any other id into NULL).
+VALID_CONN_ID = re.compile(r"^[\w#!()\-.:/\\]{1,250}$", re.ASCII)
 
 
 def _sensitive_values(value: Any, sensitive: bool = False, depth: int = 0) -> list[str]:
@@ -59,6 +64,14 @@ class ConnectionsMigrationOperator(KeyedResourceOperator):
         else:
             values += _sensitive_values(extra)
         return [v for v in values if v]
+
+    def refused_by_target(self, key: str) -> str | None:
+        if VALID_CONN_ID.match(key):
+            return None
+        return (
+            "Airflow 2.7+ and 3 accept connection ids of 1 to 250 ASCII letters, digits and _ # ! ( ) - . : / \\ "
+            "only: rename it on the source (or recreate it on the target under a valid id)"
+        )
 
     def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
         return hook.get_connections()

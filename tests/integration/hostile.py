@@ -115,7 +115,7 @@ HISTORY_ITEMS = {
 SEED_HISTORY = r"""
 import datetime, json, sys
 import airflow.models  # noqa: F401
-from airflow.models import DagRun, TaskInstance
+from airflow.models import DagRun, TaskInstance, Trigger  # noqa: F401  (Trigger: for the foreign key)
 from airflow.utils.session import create_session
 
 spec = json.load(sys.stdin)

@@ -84,6 +84,8 @@ def test_error_detail_drops_sql_parameters_and_secrets():
     assert "already exists" in detail
     assert "hunter2-secret" not in detail and "[SQL" not in detail
     assert response_detail(response(500, {"error": "failed for tok-123"}), ["tok-123"]) == "failed for ***"
+    row = {"error": "null value in column \"conn_id\"\nDETAIL: Failing row contains (4, null, http, gAAAA-cipher)."}
+    assert "gAAAA-cipher" not in response_detail(response(500, row))
     html = response_detail(response(413, b"<html><h1>Request Entity Too Large</h1></html>", {"Content-Type": "text/html"}))
     assert html == "Request Entity Too Large"
 

@@ -135,3 +135,18 @@ def test_report_table_lists_failures_by_name():
     s.add("failed", "variable 'b'", "HTTP 500")
     table = format_table([s])
     assert "variables" in table.splitlines()[2] and "variable 'b': HTTP 500" in table
+
+
+@pytest.mark.parametrize(
+    ("conn_id", "valid"),
+    [("conn with spaces", False), ("conn%2Fpct", False), ("🚀conn", False), ("q'uote", False), ("x" * 251, False),
+     ("../..", True), ("http.api/v1", True), ("x" * 250, True), ("a#!():\\/-_.", True)],
+)
+def test_connection_ids_the_target_would_turn_into_null_are_refused_up_front(conn_id, valid):
+    from starship_dags.operators.connections import ConnectionsMigrationOperator
+
+    operator = ConnectionsMigrationOperator(task_id="c")
+    reason = operator.refused_by_target(conn_id)
+    assert (reason is None) is valid
+    if reason:
+        assert "rename it on the source" in reason
