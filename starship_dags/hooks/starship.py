@@ -368,7 +368,9 @@ class StarshipHook(HttpHook):
     def run_and_check(self, session, prepped_request, extra_options):
         self.request_count += 1
         response = super().run_and_check(session, prepped_request, extra_options)
-        if response.status_code < 300 and "json" in response.headers.get("Content-Type", ""):
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        # Content-Length counts the bytes on the wire: compressed ones, when the body was compressed.
+        if response.status_code < 300 and "json" in response.headers.get("Content-Type", "") and not encoded:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) != len(response.content):
                 raise TruncatedBody(f"body ended after {len(response.content)} of {declared} bytes")

@@ -291,3 +291,15 @@ def test_a_refused_password_is_not_tried_again_by_the_next_task(fake_server, con
     fake_server.script((401, None, {}), (201, None, {"access_token": "jwt-ok"}), (200, None, []))
     fixed = StarshipHook(conn_env("c", host=fake_server.url, login="admin", password="right-pw"))
     assert fixed.get_pools() == []  # a corrected password is a different cache entry
+
+
+def test_a_compressed_body_is_not_mistaken_for_a_truncated_one(fake_server, conn_env):
+    # A proxy in front of the server (nginx, a load balancer) gzips and sets Content-Length to the
+    # compressed size; requests hands back the longer, decompressed body.
+    import gzip
+
+    payload = [{"key": f"k{i}", "val": "v" * 50} for i in range(40)]
+    fake_server.script((200, {"Content-Encoding": "gzip"}, gzip.compress(json.dumps(payload).encode())))
+    hook = StarshipHook(conn_env("c", host=fake_server.url, password="t", extra={"retries": 1}))
+    assert hook.get_variables() == payload
+    assert hook.retry_count == 0
