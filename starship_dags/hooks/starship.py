@@ -80,6 +80,9 @@ DEFAULT_RETRY_BUDGET = 600.0  # seconds spent retrying one call, at most
 DEFAULT_MAX_BATCH_BYTES = 900_000
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: Answers to a login that mean "wrong credentials": Airflow 2 shows the form again (200, or a
+#: redirect back to it), Airflow 3 answers 401/403.
+REFUSED_LOGIN_STATUSES = frozenset({200, 302, 303, 401, 403})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -463,7 +466,11 @@ class StarshipHook(HttpHook):
                 except StarshipRateLimitedError:
                     raise
                 except StarshipAuthError as err:
-                    self._cache.save({"kind": "refused", "method": err.method, "route": err.route, "status": err.status})
+                    # Only a clear "wrong credentials" is remembered, never a server that was
+                    # briefly unwell (a 502 from a restarting webserver must not lock tasks out).
+                    if err.method == "POST" and err.status in REFUSED_LOGIN_STATUSES:
+                        self._cache.save({"kind": "refused", "method": err.method, "route": err.route,
+                                          "status": err.status})
                     raise
                 self._remember_login()
 

@@ -303,3 +303,12 @@ def test_a_compressed_body_is_not_mistaken_for_a_truncated_one(fake_server, conn
     hook = StarshipHook(conn_env("c", host=fake_server.url, password="t", extra={"retries": 1}))
     assert hook.get_variables() == payload
     assert hook.retry_count == 0
+
+
+def test_a_login_that_met_an_unwell_server_is_not_remembered_as_refused(fake_server, conn_env):
+    fake_server.script((401, None, {}), (502, None, b""))
+    conn = conn_env("c", host=fake_server.url, login="admin", password="pw", extra={"retries": 1})
+    with pytest.raises(StarshipAuthError, match="HTTP 502"):
+        StarshipHook(conn).get_pools()
+    fake_server.script((401, None, {}), (201, None, {"access_token": "jwt"}), (200, None, []))
+    assert StarshipHook(conn).get_pools() == []  # the next task logs in normally
