@@ -89,3 +89,21 @@ def assert_no_duplicates_or_orphans(source: rig.AirflowServer, target: rig.Airfl
                               (list(ALL_DAGS),)))
     orphans = [o for o in orphans if tuple(o) in with_tis]
     assert orphans == [], f"runs without their task instances: {orphans[:5]}"
+
+
+# --------------------------------------------------------------------------- pools, variables, connections
+
+FIELDS = {
+    "pools": ("name", "slots", "description", "include_deferred"),
+    "variables": ("key", "val", "description"),
+    "connections": ("conn_id", "conn_type", "host", "port", "schema", "login", "password", "extra", "description"),
+}
+KEYS = {"pools": "name", "variables": "key", "connections": "conn_id"}
+
+
+def snapshot(server: rig.AirflowServer) -> dict[str, dict[str, dict]]:
+    client = server.client()
+    return {
+        resource: {k: {f: v.get(f) for f in FIELDS[resource]} for k, v in client.by_key(resource, KEYS[resource]).items()}
+        for resource in FIELDS
+    }

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration import corpus, rig
 from tests.integration.faultproxy import Fault, FaultProxy
-from tests.integration.parity import assert_no_duplicates_or_orphans, assert_parity, reset_history
+from tests.integration.parity import assert_no_duplicates_or_orphans, assert_parity, reset_history, snapshot
 
 DAGS = ("hist_mapped", "bulk_a")
 CONF = {"resources": ["pools", "variables", "connections", "dag_history"], "dag_ids": list(DAGS),
@@ -90,12 +90,10 @@ def through(proxies, source, target, extra: dict) -> dict[str, dict[str, str]]:
 
 
 def assert_settings_parity(source: rig.AirflowServer, target: rig.AirflowServer) -> None:
-    for route, key in (("variables", "key"), ("pools", "name"), ("connections", "conn_id")):
-        src, tgt = source.client().by_key(route, key), target.client().by_key(route, key)
-        if route == "variables":
-            tgt = {k: v for k, v in tgt.items() if not k.startswith("starship_dags.sync.")}
-        assert {k: tgt.get(k) for k in src} == src, f"{route} differ"
-        assert set(tgt) == set(src), f"{route}: extra items on the target"
+    src, tgt = snapshot(source), snapshot(target)
+    tgt["variables"] = {k: v for k, v in tgt["variables"].items() if not k.startswith("starship_dags.sync.")}
+    for resource in src:
+        assert tgt[resource] == src[resource], f"{resource} differ"
 
 
 @pytest.mark.parametrize("target, scenario", CASES, indirect=["target"], scope="session")

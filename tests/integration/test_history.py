@@ -8,7 +8,6 @@ import os
 import signal
 import time
 
-import pytest
 
 from tests.integration import history_seed, rig
 from tests.integration.history_seed import BULK_RUNS, QUEUED_RUN, REAL_DAGS

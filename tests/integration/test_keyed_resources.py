@@ -7,23 +7,9 @@ import time
 import pytest
 
 from tests.integration import corpus, rig
+from tests.integration.parity import FIELDS, snapshot
 
-FIELDS = {
-    "pools": ("name", "slots", "description", "include_deferred"),
-    "variables": ("key", "val", "description"),
-    "connections": ("conn_id", "conn_type", "host", "port", "schema", "login", "password", "extra", "description"),
-}
-KEYS = {"pools": "name", "variables": "key", "connections": "conn_id"}
 SETTINGS = ("settings.pools", "settings.variables", "settings.connections")
-
-
-def snapshot(server: rig.AirflowServer) -> dict[str, dict[str, dict]]:
-    client = server.client()
-    return {
-        resource: {k: {f: v.get(f) for f in FIELDS[resource]} for k, v in client.by_key(resource, KEYS[resource]).items()}
-        for resource in FIELDS
-    }
-
 
 def assert_same(source: dict, target: dict, *, except_keys: dict[str, set] | None = None) -> None:
     except_keys = except_keys or {}
