@@ -90,6 +90,9 @@ def test_expired_token(target, tmp_path):
 
 
 def test_user_without_permission(server, tmp_path):
+    if server.major >= 3:
+        pytest.skip("Airflow 3's simple auth manager lets every role read the configuration, which is all "
+                    "Starship checks: no user of it lacks the permission")
     result = probe(server, tmp_path, login=rig.VIEWER_USER, password=rig.VIEWER_PASSWORD)
     assert not result["ok"], result
     assert result["type"] == "StarshipPermissionError", result
