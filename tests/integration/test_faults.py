@@ -139,7 +139,8 @@ def test_fault_outlasting_the_retry_budget_fails_clearly(empty_target, proxies):
     result = rig.run_migration_dag(target, source, CONF, **conns)
     assert result.run_state == "failed"
     assert proxies[1].count(TGT_RUNS) <= 3 * len(DAGS)  # bounded: 3 attempts per call at most
-    failure = [line for line in result.output.splitlines() if "POST /api/starship/dag_runs on connection" in line]
+    failure = [line for line in result.output.splitlines()
+               if "POST /api/starship/dag_runs on connection 'starship_target' failed" in line]
     assert failure, result.explain()
     assert "'starship_target' failed: HTTP 503" in failure[0] and "gave up after 3 attempts" in failure[0], failure[0]
     # The settings went in meanwhile; the report names what failed.
