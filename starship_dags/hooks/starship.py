@@ -634,20 +634,17 @@ class StarshipHook(HttpHook):
         status = response.status_code
         if status < 300 or status in set(ok_statuses):
             return response
-        if status in REDIRECTS and self._server_auth == "af2-session":
-            # A logged-in Airflow 2 user without the permission is sent to the home page.
-            raise StarshipPermissionError(
-                self.starship_conn_id, method, shown, status,
-                f"redirected to {urlparse(response.headers.get('Location', '')).path or '?'}; Starship needs "
-                "the 'can read on Configurations' permission (the Admin role has it)",
-                item=item,
-            )
         if status in REDIRECTS:
-            raise StarshipError(
-                self.starship_conn_id, method, shown, status,
-                f"unexpected redirect to {urlparse(response.headers.get('Location', '')).path or '?'}",
-                item=item,
-            )
+            where = urlparse(response.headers.get("Location", "")).path or "?"
+            if self._server_auth == "af2-session":
+                # A logged-in Airflow 2 user without the permission is sent to the home page.
+                raise StarshipPermissionError(
+                    self.starship_conn_id, method, shown, status,
+                    f"redirected to {where}; Starship needs the 'can read on Configurations' permission "
+                    "(the Admin role has it)",
+                    item=item,
+                )
+            raise StarshipError(self.starship_conn_id, method, shown, status, f"unexpected redirect to {where}", item=item)
         detail = response_detail(response, self._secrets)
         if is_transient_response(response):
             detail = f"{detail} (gave up after {self._attempts} attempts)".lstrip()

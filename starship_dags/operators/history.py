@@ -90,6 +90,7 @@ class HistoryOperator(MigrationOperator):
     """One DAG's history: ``source_dag`` is one entry of DiscoverDagsOperator's list."""
 
     template_fields = (*MigrationOperator.template_fields, "source_dag", "runs_limit", "since")
+    kind = DAG_RUN  # what this task writes (a key of translate's tables)
 
     def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("map_index_template", "{{ task.source_dag['dag_id'] }}")
@@ -114,8 +115,16 @@ class HistoryOperator(MigrationOperator):
     def majors(self) -> tuple[int, int]:
         return self.source_hook.airflow_major, self.target_hook.airflow_major
 
-    def post(self, summary: Summary, kind: str, rows: list[dict[str, Any]]) -> None:
+    def natural_key(self, row: dict[str, Any]) -> Any:
+        """How this task's rows are told apart on the target (children override)."""
+        return row["run_id"]
+
+    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
+        return self.target_hook.iter_dag_runs(dag_id, page_size=RUN_PAGE)
+
+    def post(self, summary: Summary, rows: list[dict[str, Any]]) -> None:
         """Translate and write rows; count what went in and name what the target refused."""
+        kind = self.kind
         if not rows:
             return
         if summary.dry_run:
@@ -132,9 +141,8 @@ class HistoryOperator(MigrationOperator):
         result: PostResult = writer(translated)
         summary.created += result.sent
         if result.uncertain:
-            stored = self.keys_on_target(kind)
-            key = self.key_function(kind)
-            again = [row for row in result.uncertain if key(row) not in stored]
+            stored = {self.natural_key(row) for row in self.target_rows(self.dag_to_migrate)}
+            again = [row for row in result.uncertain if self.natural_key(row) not in stored]
             summary.created += len(result.uncertain) - len(again)
             self.log.info("%d of %d rows of the uncertain batch were stored by the lost attempt; writing %d",
                           len(result.uncertain) - len(again), len(result.uncertain), len(again))
@@ -142,23 +150,9 @@ class HistoryOperator(MigrationOperator):
             summary.created += retried.sent
             result.failed.extend(retried.failed)
             for row in retried.uncertain:
-                result.failed.append((f"{kind} {key(row)!r}", "the target neither stored it nor accepted it"))
+                result.failed.append((f"{kind} {self.natural_key(row)!r}", "the target neither stored it nor accepted it"))
         for name, reason in result.failed:
             summary.add("failed", name, reason)
-
-    @staticmethod
-    def key_function(kind: str):
-        return {DAG_RUN: lambda row: row["run_id"], TASK_INSTANCE: ti_natural_key, HISTORY: history_natural_key}[kind]
-
-    def keys_on_target(self, kind: str) -> set:
-        dag_id, hook = self.dag_to_migrate, self.target_hook
-        rows = {
-            DAG_RUN: lambda: hook.iter_dag_runs(dag_id, page_size=RUN_PAGE),
-            TASK_INSTANCE: lambda: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-            HISTORY: lambda: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-        }[kind]()
-        key = self.key_function(kind)
-        return {key(row) for row in rows}
 
 
 class DagRunsMigrationOperator(HistoryOperator):
@@ -192,7 +186,7 @@ class DagRunsMigrationOperator(HistoryOperator):
         if marker and not summary.dry_run:
             sync_state.delete_marker(target, dag_id)
 
-        target_runs = {r["run_id"]: r for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)}
+        target_runs = {r["run_id"]: r for r in self.target_rows(dag_id)}
         target_by_date = {}
         for run in target_runs.values():
             when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
@@ -230,7 +224,7 @@ class DagRunsMigrationOperator(HistoryOperator):
                 continue
             to_create.append(run)
         summary.unchanged += len(selected) - len(to_create) - len(clashes)
-        self.post(summary, DAG_RUN, to_create)
+        self.post(summary, to_create)
         refused = {f["item"] for f in summary.failures}
         present = [
             (pos, run) for pos, run in selected
@@ -339,7 +333,7 @@ class _ChildrenOperator(HistoryOperator):
                     summary.unchanged += 1
                 else:
                     missing.append(row)
-            self.post(summary, self.kind, missing)
+            self.post(summary, missing)
             offset += TI_PAGE_RUNS
             self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
                           min(offset, depth), depth, summary.created)

@@ -43,7 +43,7 @@ AIRFLOW_VERSIONS = {
 }
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detectable
-VIEWER_USER = "viewer"  # may log in, may not read the configuration (so not use Starship)
+VIEWER_USER = "viewer"  # Airflow 2: may log in but not read the configuration, so not use Starship
 VIEWER_PASSWORD = "V1ewer-pw-0c8d2e"
 MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
 HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"

@@ -11,15 +11,9 @@ import json
 import pytest
 
 from tests.integration import hostile, rig
-from tests.integration.parity import runs_of, tis_of
+from tests.integration.parity import FIELDS, KEYS, runs_of, tis_of
 
 RESOURCES = ["pools", "variables", "connections", "dag_history"]
-FIELDS = {
-    "variables": ("key", "val", "description"),
-    "pools": ("name", "slots", "description", "include_deferred"),
-    "connections": ("conn_id", "conn_type", "host", "port", "schema", "login", "extra", "description"),
-}
-KEYS = {"variables": "key", "pools": "name", "connections": "conn_id"}
 SINGULAR = {"variables": "variable", "pools": "pool", "connections": "connection"}
 CONNECTION_COLUMNS = ("conn_id", "conn_type", "host", "port", "schema", "login", "extra", "description")
 
