@@ -12,6 +12,7 @@ from typing import Any
 import pendulum
 
 from starship_dags.compat import DAG, Param, TaskGroup, task_group
+from starship_dags.operators.artifacts import TaskLogsMigrationOperator, XComsMigrationOperator
 from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.history import (
     DagRunsMigrationOperator,
@@ -29,7 +30,8 @@ KEYED_RESOURCES = {
     "connections": (ConnectionsMigrationOperator, "connection_ids", "Connection ids"),
 }
 HISTORY = "dag_history"
-RESOURCES = [*KEYED_RESOURCES, HISTORY]
+ARTIFACTS = {"xcoms": XComsMigrationOperator, "task_logs": TaskLogsMigrationOperator}
+RESOURCES = [*KEYED_RESOURCES, HISTORY, *ARTIFACTS]
 
 DOC_MD = """
 ### Starship migration
@@ -51,6 +53,11 @@ in the target, so the target connection usually points at this Airflow itself.
 * *DAG ids*: whose history (runs, task instances, retry history) to copy; empty means all DAGs
   of the source except the migration DAGs themselves. Queued and running runs are skipped and
   picked up by the next run. *Most recent runs* and *Runs since* limit how much history.
+* *xcoms* and *task_logs* (resources): the XComs and every try's log of each migrated task
+  instance, for the DAGs whose history is migrated. Logs are read through Starship where the
+  source serves them (Astronomer environments), otherwise through the source's REST API. Into
+  Airflow 3 they are written as files where the target's log reader looks, so this DAG must run
+  in the target.
 * *Full comparison*: ignore the incremental-sync markers and compare every run and task
   instance with the target (an unchanged DAG otherwise costs one request to the source).
 
@@ -141,6 +148,8 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
                 task = operator(task_id=resource, names="{{ params.%s }}" % param_name, enabled=enabled, **common)
                 expected[task.task_id] = enabled
         history_enabled = "{{ '%s' in params.resources }}" % HISTORY
+        artifacts = "{{ params.resources | select('in', %r) | list if '%s' in params.resources else [] }}" % (
+            list(ARTIFACTS), HISTORY)
         discover = DiscoverDagsOperator(
             task_id="discover_dags",
             dag_ids="{{ params.dag_ids }}",
@@ -153,19 +162,30 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
 
         @task_group(group_id="history", tooltip="Runs, task instances and retry history, per source DAG")
         def history(source_dag):
-            runs = DagRunsMigrationOperator(task_id="dag_runs", source_dag=source_dag, **selection, **common)
+            runs = DagRunsMigrationOperator(
+                task_id="dag_runs", source_dag=source_dag, artifacts=artifacts, **selection, **common
+            )
             tis = TaskInstancesMigrationOperator(
                 task_id="task_instances", source_dag=source_dag, plan=runs.output, **selection, **common
             )
+            copies = [
+                operator(task_id=kind, source_dag=source_dag, plan=runs.output,
+                         enabled="{{ '%s' in params.resources and '%s' in params.resources }}" % (kind, HISTORY),
+                         **selection, **common)
+                for kind, operator in ARTIFACTS.items()
+            ]
             tries = TaskInstanceHistoryMigrationOperator(
                 task_id="task_instance_history", source_dag=source_dag, plan=runs.output,
-                siblings=[runs.task_id, tis.task_id], **selection, **common,
+                siblings=[runs.task_id, tis.task_id], artifact_siblings={c.task_id: c.resource for c in copies},
+                **selection, **common,
             )
-            runs >> tis >> tries
+            runs >> tis >> copies >> tries
 
         per_dag = history.expand(source_dag=discover.output)
         for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
             expected[task_id] = history_enabled
+        for kind in ARTIFACTS:
+            expected[f"history.{kind}"] = "{{ '%s' in params.resources and '%s' in params.resources }}" % (kind, HISTORY)
         report = MigrationReportOperator(
             task_id="report",
             expected=expected,

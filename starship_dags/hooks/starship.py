@@ -33,8 +33,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-from urllib.parse import urlparse
+from typing import IO, Any
+from urllib.parse import quote, urlparse
 
 import requests
 import tenacity
@@ -370,6 +370,8 @@ class StarshipHook(HttpHook):
 
     def run_and_check(self, session, prepped_request, extra_options):
         self.request_count += 1
+        if hasattr(prepped_request.body, "seek"):  # a file body: every attempt sends it from the start
+            prepped_request.body.seek(0)
         response = super().run_and_check(session, prepped_request, extra_options)
         encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         # Content-Length counts the bytes on the wire: compressed ones, when the body was compressed.
@@ -562,9 +564,15 @@ class StarshipHook(HttpHook):
             retry_state.attempt_number + 1, self.retries, sleep,
         )
 
-    def _send(self, method: str, endpoint: str, *, params=None, data=None, json=None, headers=None) -> requests.Response:
-        """One HTTP exchange through ``HttpHook.run`` with tenacity retries; any status comes back."""
-        self.get_conn()
+    def _send(
+        self, method: str, endpoint: str, *, params=None, data=None, json=None, headers=None, stream: bool = False
+    ) -> requests.Response:
+        """One HTTP exchange through ``HttpHook.run`` with tenacity retries; any status comes back.
+
+        ``stream``: the body is read by the caller, in pieces (``iter_content``).
+        """
+        session = self.get_conn()
+        session.stream = stream
         self.method = method
         self._current_endpoint = "/" + endpoint
         self._attempts = 1
@@ -597,6 +605,8 @@ class StarshipHook(HttpHook):
                 self.starship_conn_id, method, "/" + endpoint, None,
                 f"{type(exc).__name__}: {redact(str(exc), self._secrets)[:300]} (gave up after {self._attempts} attempts)",
             ) from None
+        finally:
+            session.stream = False
 
     def request(
         self,
@@ -610,6 +620,7 @@ class StarshipHook(HttpHook):
         item: str | None = None,
         prefix: str = API_PREFIX,
         ok_statuses: Iterable[int] = (),
+        stream: bool = False,
     ) -> requests.Response:
         """Call ``{prefix}/{route}``, logging in when the server asks, and map errors to typed exceptions.
 
@@ -620,10 +631,11 @@ class StarshipHook(HttpHook):
         self.api_calls += 1
         if method != "GET":
             self.write_count += 1
-        response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)
+        send = dict(params=params, data=data, json=json, headers=headers, stream=stream)
+        response = self._send(method, endpoint, **send)
         if self._needs_auth(response):
             self._authenticate(method, shown, response)
-            response = self._send(method, endpoint, params=params, data=data, json=json, headers=headers)
+            response = self._send(method, endpoint, **send)
             if self._needs_auth(response):
                 raise StarshipAuthError(
                     self.starship_conn_id, method, shown, response.status_code,
@@ -861,36 +873,99 @@ class StarshipHook(HttpHook):
         """Deletes **every** run of the DAG (Starship has no per-run delete)."""
         self.request("DELETE", "dag_runs", params={"dag_id": dag_id}, item=f"DAG {dag_id!r}")
 
-    # ------------------------------------------------------------------ XCom and task logs (Airflow 2.8+)
+    # ------------------------------------------------------------------ XCom and task logs
 
     @staticmethod
     def _ti_params(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
         return {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
 
+    # Starship (Airflow 2.8+; task logs only where ASTRONOMER_ENVIRONMENT is local or cloud)
+
     def get_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """``[{"key", "value"}]`` with ``value`` the base64 of the stored bytes."""
         return self._json("GET", "xcom", params=self._ti_params(dag_id, run_id, task_id, map_index)) or []
 
     def create_xcom(self, xcom: dict[str, Any]) -> Any:
         return self._json("POST", "xcom", json=xcom, item=_describe_ti(xcom) + f" key {xcom.get('key')!r}")
 
     def delete_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> None:
+        """Deletes every XCom of the task instance (Starship has no per-key delete)."""
         self.request("DELETE", "xcom", params=self._ti_params(dag_id, run_id, task_id, map_index))
 
-    def get_task_log(
-        self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, *, block_size: int | None = None
-    ) -> bytes:
+    def open_task_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
+    ) -> requests.Response | None:
+        """The raw log file as a streamed response (read it with ``iter_content``), or None if there is none."""
         params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
-        if block_size:
-            params["block_size"] = block_size
-        return self.request("GET", "task_log", params=params).content
+        response = self.request("GET", "task_log", params=params, stream=True, ok_statuses=(404,),
+                                headers={"Accept": "*/*"})
+        if response.status_code == 404:
+            response.close()
+            return None
+        return response
 
-    def put_task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, body: bytes) -> None:
+    def put_task_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int, body: bytes | IO[bytes]
+    ) -> None:
+        """Write (replace) one log file; ``body`` may be an open file, sent in pieces."""
         params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
-        self.request("POST", "task_log", params=params, data=body, headers={"Content-Type": "text/plain"})
+        self.request("POST", "task_log", params=params, data=body, headers={"Content-Type": "application/octet-stream"},
+                     item=f"log of {_describe_ti(params)} try {try_number}")
 
     def delete_task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> None:
         params = {**self._ti_params(dag_id, run_id, task_id, map_index), "try_number": try_number}
         self.request("DELETE", "task_log", params=params)
+
+    # The Airflow REST API (same server, same login or token): /api/v1 on Airflow 2, /api/v2 on 3
+
+    @property
+    def rest_prefix(self) -> str:
+        return "api/v1" if self.airflow_major < 3 else "api/v2"
+
+    @staticmethod
+    def rest_ti_route(dag_id: str, run_id: str, task_id: str) -> str:
+        return "dags/{}/dagRuns/{}/taskInstances/{}".format(*(quote(str(p), safe="") for p in (dag_id, run_id, task_id)))
+
+    def open_rest_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
+    ) -> requests.Response | None:
+        """A task log as the server's log reader renders it, streamed: plain text from Airflow 2,
+        newline-delimited JSON records from Airflow 3. None when the task instance is unknown."""
+        accept = "text/plain" if self.airflow_major < 3 else "application/x-ndjson"
+        response = self.request(
+            "GET", f"{self.rest_ti_route(dag_id, run_id, task_id)}/logs/{int(try_number)}", prefix=self.rest_prefix,
+            params={"full_content": "true", "map_index": map_index}, headers={"Accept": accept}, stream=True,
+            ok_statuses=(404,),
+        )
+        if response.status_code == 404:
+            response.close()
+            return None
+        return response
+
+    def rest_xcom_keys(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[str]:
+        found = self._json("GET", self.rest_ti_route(dag_id, run_id, task_id) + "/xcomEntries", prefix=self.rest_prefix,
+                           params={"map_index": map_index, "limit": 1000})
+        return [entry["key"] for entry in (found or {}).get("xcom_entries") or []]
+
+    def rest_xcom_value(self, dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
+        """The stored value of one XCom, as JSON (Airflow 3 stores XComs as JSON)."""
+        found = self._json(
+            "GET", f"{self.rest_ti_route(dag_id, run_id, task_id)}/xcomEntries/{quote(key, safe='')}",
+            prefix=self.rest_prefix, params={"map_index": map_index},
+        )
+        return (found or {}).get("value")
+
+    def rest_put_xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int, key: str, value: Any,
+                      *, replace: bool = False) -> None:
+        """Create an XCom (``replace``: update an existing one) through the Airflow 3 REST API."""
+        route = self.rest_ti_route(dag_id, run_id, task_id) + "/xcomEntries"
+        item = f"XCom {key!r} of {_describe_ti(self._ti_params(dag_id, run_id, task_id, map_index))}"
+        if replace:
+            self._json("PATCH", f"{route}/{quote(key, safe='')}", prefix=self.rest_prefix,
+                       json={"value": value, "map_index": map_index}, item=item)
+        else:
+            self._json("POST", route, prefix=self.rest_prefix, json={"key": key, "value": value, "map_index": map_index},
+                       item=item)
 
     # ------------------------------------------------------------------ misc
 

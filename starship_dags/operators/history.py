@@ -156,7 +156,18 @@ class HistoryOperator(MigrationOperator):
 
 
 class DagRunsMigrationOperator(HistoryOperator):
+    """:param artifacts: which of ``xcoms``/``task_logs`` the DAG's later tasks copy; part of the
+        selection stored in the sync marker, so selecting one more re-examines every run once."""
+
     resource = "dag_runs"
+    template_fields = (*HistoryOperator.template_fields, "artifacts")
+
+    def __init__(self, *, artifacts: Any = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.artifacts = artifacts
+
+    def selection(self) -> dict[str, Any]:
+        return {**super().selection(), "artifacts": sorted(as_name_list(self.artifacts))}
 
     def execute(self, context: Any) -> None:
         self.plan: dict[str, Any] = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
@@ -240,10 +251,15 @@ class DagRunsMigrationOperator(HistoryOperator):
         present_ids = {r["run_id"] for _, r in present}
         missing_runs = [(pos, r) for pos, r in selected if r["run_id"] not in present_ids]
         deepest = max((pos for pos, _ in (*needed, *missing_runs)), default=-1)
+        # XComs and logs: runs written now or earlier pending, unless the marker does not prove that
+        # the earlier runs got them (no marker, or a kind selected that the last sync did not copy).
+        covered = set((marker or {}).get("selection", {}).get("artifacts") or [])
+        artifact_runs = needed if marker is not None and covered >= set(selection["artifacts"]) else present
         self.plan = {
             "dag_id": dag_id,
             "idle": False,
             "run_ids": [r["run_id"] for _, r in needed],
+            "artifact_run_ids": [r["run_id"] for _, r in artifact_runs] if selection["artifacts"] else [],
             "refused_run_ids": [r["run_id"] for _, r in missing_runs],
             # how deep the children read the source: everything when there is no marker, else
             # down to the deepest run that needs its children (they read on if one is missing)
@@ -359,9 +375,11 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
     resource = "task_instance_history"
     kind = HISTORY
 
-    def __init__(self, *, siblings: list[str] = (), **kwargs: Any) -> None:
+    def __init__(self, *, siblings: list[str] = (), artifact_siblings: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.siblings = list(siblings)
+        self.artifact_siblings = dict(artifact_siblings or {})  # task id -> kind (xcoms, task_logs)
 
     def natural_key(self, row: dict[str, Any]) -> tuple:
         return history_natural_key(row)
@@ -377,12 +395,14 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
             return
         if self.target_hook.airflow_major >= 3 and summary.created:
             self._fill_dag_versions(dag_id)
-        if plan.get("marker") and self._siblings_complete():
+        if plan.get("marker") and self._siblings_complete(plan["marker"]):
             sync_state.write_marker(self.target_hook, dag_id, plan["marker"])
 
-    def _siblings_complete(self) -> bool:
+    def _siblings_complete(self, marker: dict[str, Any]) -> bool:
         ti = self._context["ti"]
-        for task_id in self.siblings:
+        selected = set(marker.get("selection", {}).get("artifacts") or [])
+        must = [*self.siblings, *(t for t, kind in self.artifact_siblings.items() if kind in selected)]
+        for task_id in must:
             found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
             if not isinstance(found, dict) or found.get("failed"):
                 self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)

@@ -1,0 +1,572 @@
+"""XComs and task logs of migrated task instances, per DAG, after its task instances.
+
+Both tasks get the plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
+and logs must be copied (every run present on the target when there is no sync marker proving
+an earlier complete copy, else only the runs written since). They read the source's task
+instances of those runs, then copy each finished task instance with a few threads, each with its
+own pair of hooks (a hook's HTTP session is not shared between threads; logins come from the
+session cache, so threads do not log in again).
+
+**Reading the source.** XComs: Starship ``/xcom`` on Airflow 2 (the stored bytes, base64), the
+REST API's ``xcomEntries`` on Airflow 3. Logs: Starship ``/task_log`` (the raw file) where the
+source serves it; otherwise (not an Astronomer environment, or Airflow 3) the REST API's log
+route, as the source's log reader renders it, without its "log source details" header. The
+report says which path was used.
+
+**Writing the target.** XComs: Starship ``/xcom`` on Airflow 2 (bytes verbatim), the REST API on
+Airflow 3 (decoded JSON; values that are not JSON are named, not dropped). Logs: Starship
+``/task_log`` on Airflow 2; otherwise, and for files the target's webserver refuses as too large,
+this task writes the file itself where the target's log reader looks (this DAG runs inside the
+target). Logs are spooled to a temporary file in 256 KB pieces: memory stays flat whatever the size.
+
+Idempotent: an XCom or log that is already on the target with the same content is counted as
+unchanged; one that differs follows the conflict policy. A log is always replaced whole, never
+appended to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+from typing import IO, Any
+
+import requests
+
+from starship_dags.exceptions import (
+    StarshipConflictError,
+    StarshipError,
+    StarshipPayloadTooLargeError,
+    StarshipServerError,
+)
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.operators.history import TI_PAGE_RUNS, HistoryOperator
+from starship_dags.report import Summary
+from starship_dags.translate import parse_datetime
+
+#: Task instance states whose XComs and logs are final.
+FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+CHUNK = 256 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024  # log bodies up to this size stay in memory, larger ones go to disk
+DEFAULT_CONCURRENCY = 4
+#: Larger logs are not POSTed to an Airflow 2 webserver (its default allowed_payload_size is 1 MiB)
+#: but written as files where it reads them; ``extra.max_log_post_bytes`` of the target changes it.
+MAX_LOG_POST_BYTES = 1024 * 1024
+PROGRESS_EVERY = 500
+#: The file name template Airflow seeds as its oldest log template (used for runs without one).
+LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }}.log"
+_NOT_JSON = object()
+
+
+def ti_name(row: dict[str, Any]) -> str:
+    index = int(row.get("map_index", -1))
+    return f"{row['dag_id']}/{row['run_id']}/{row['task_id']}" + (f"[{index}]" if index >= 0 else "")
+
+
+def rss_mb(field: str = "VmRSS") -> float | None:
+    """This process's resident memory (``VmHWM``: its peak) in MB, from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory measurement (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _ArtifactOperator(HistoryOperator):
+    """Per task instance work with bounded concurrency; children say what one task instance needs."""
+
+    template_fields = (*HistoryOperator.template_fields, "plan")
+
+    def __init__(self, *, plan: Any, concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.concurrency = max(1, int(concurrency))
+
+    # -- what children implement
+
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
+        """Decide source and target paths once, before the threads start."""
+
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+        raise NotImplementedError
+
+    # -- shared
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        plan = self.plan or {}
+        dag_id = self.dag_to_migrate
+        wanted = set(plan.get("artifact_run_ids") or [])
+        if plan.get("idle") or not wanted:
+            return
+        rows = [r for r in self.source_task_instances(dag_id, wanted, plan) if r.get("state") in FINISHED_TI_STATES]
+        self.log.info("%s %s: %d finished task instances in %d runs", dag_id, self.resource, len(rows), len(wanted))
+        if not rows:
+            return
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._worker_hooks: list[tuple[StarshipHook, StarshipHook]] = []
+        self.prepare(summary, rows[0])
+        done = 0
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.resource) as pool:
+                for _ in pool.map(lambda row: self._copy_guarded(row, summary), rows):
+                    done += 1
+                    if done % PROGRESS_EVERY == 0:
+                        self.log.info("%s %s: %d of %d task instances done", dag_id, self.resource, done, len(rows))
+        finally:
+            for pair in self._worker_hooks:  # the summary counts every request, the threads' too
+                for hook, main in zip(pair, (self.source_hook, self.target_hook)):
+                    main.request_count += hook.request_count
+                    main.api_calls += hook.api_calls
+                    main.write_count += hook.write_count
+        self.log.info("%s %s: %d task instances done", dag_id, self.resource, done)
+
+    def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
+        hooks = getattr(self._local, "hooks", None)
+        if hooks is None:
+            source, target = StarshipHook(self.source_conn_id), StarshipHook(self.target_conn_id)
+            for hook, main in ((source, self.source_hook), (target, self.target_hook)):
+                hook.add_secrets(main._secrets)
+                # Known already: spares each thread a version request.
+                hook.__dict__["airflow_version"] = main.airflow_version
+            with self._lock:
+                self._worker_hooks.append((source, target))
+            hooks = self._local.hooks = (source, target)
+        return hooks
+
+    def _copy_guarded(self, row: dict[str, Any], summary: Summary) -> None:
+        source, target = self._thread_hooks()
+        try:
+            self.copy_one(row, source, target, summary)
+        except (StarshipError, OSError, requests.RequestException, ValueError) as err:
+            self.add(summary, "failed", ti_name(row), str(err))
+
+    def add(self, summary: Summary, outcome: str, name: str, reason: str | None = None) -> None:
+        with self._lock:
+            summary.add(outcome, name, reason)
+
+    def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Task instances of these runs, read by pages of runs until every run was seen."""
+        unseen, offset = set(run_ids), 0
+        total = int(plan.get("source_total") or 0)
+        seen: set[tuple] = set()
+        while unseen and offset < max(total, 1):
+            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+            total = max(total, int(page.get("dag_run_count") or 0))
+            for row in page.get("task_instances") or []:
+                key = (row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+                if row["run_id"] in run_ids and key not in seen:
+                    seen.add(key)
+                    unseen.discard(row["run_id"])
+                    yield row
+            offset += TI_PAGE_RUNS
+
+
+# --------------------------------------------------------------------------- XComs
+
+
+class XComsMigrationOperator(_ArtifactOperator):
+    """XComs of every finished task instance of the planned runs (every map index)."""
+
+    resource = "xcoms"
+
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
+        source_major, target_major = self.majors
+        summary.notes.append(
+            "read through " + ("Starship /xcom" if source_major < 3 else "the REST API (xcomEntries)")
+            + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
+        )
+
+    def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
+        """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
+        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        found: dict[str, tuple[bytes, Any]] = {}
+        if source.airflow_major < 3:
+            for xcom in source.get_xcoms(*ti):
+                raw = base64.b64decode(xcom.get("value") or "")
+                found[xcom["key"]] = (raw, _decode(raw))
+        else:
+            for key in source.rest_xcom_keys(*ti):
+                value = source.rest_xcom_value(*ti, key)
+                found[key] = (json.dumps(value).encode(), value)
+        return found
+
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+        wanted = self.read_source(source, row)
+        if not wanted:
+            return
+        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        if target.airflow_major < 3:
+            self._to_starship(summary, target, ti, wanted)
+        else:
+            self._to_rest(summary, target, ti, wanted)
+
+    def _decide(self, summary: Summary, name: str, same: bool) -> bool:
+        """For an XCom already on the target: True when it must be replaced."""
+        if same:
+            self.add(summary, "unchanged", name)
+            return False
+        if self.conflict_policy == "skip":
+            self.add(summary, "skipped", name, "differs on the target")
+            return False
+        if self.conflict_policy == "fail":
+            self.add(summary, "failed", name, "differs on the target and conflict policy is 'fail'")
+            return False
+        return True
+
+    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, wanted: dict) -> None:
+        existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
+        replace = []
+        for key, (raw, value) in wanted.items():
+            name = f"XCom {key!r} of {ti_name(dict(zip(('dag_id', 'run_id', 'task_id', 'map_index'), ti)))}"
+            if key not in existing:
+                if not summary.dry_run:
+                    self._post_starship(target, ti, key, raw)
+                self.add(summary, "created", name)
+            elif self._decide(summary, name, _same(existing[key], raw)):
+                replace.append((key, name))
+        if replace:
+            if not summary.dry_run:
+                # Starship deletes all XComs of a task instance at once: put every one back.
+                target.delete_xcoms(*ti)
+                for key, raw in existing.items():
+                    self._post_starship(target, ti, key, wanted[key][0] if key in dict(replace) else raw)
+            for _, name in replace:
+                self.add(summary, "updated", name)
+
+    @staticmethod
+    def _post_starship(target: StarshipHook, ti: tuple, key: str, raw: bytes) -> None:
+        dag_id, run_id, task_id, map_index = ti
+        target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
+                            "key": key, "value": base64.b64encode(raw).decode()})
+
+    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, wanted: dict) -> None:
+        existing = set(target.rest_xcom_keys(*ti))
+        for key, (_raw, value) in wanted.items():
+            name = f"XCom {key!r} of {ti_name(dict(zip(('dag_id', 'run_id', 'task_id', 'map_index'), ti)))}"
+            if value is _NOT_JSON:
+                self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
+                continue
+            if key in existing:
+                if not self._decide(summary, name, target.rest_xcom_value(*ti, key) == value):
+                    continue
+                outcome = "updated"
+            else:
+                outcome = "created"
+            if not summary.dry_run:
+                target.rest_put_xcom(*ti, key, value, replace=outcome == "updated")
+            self.add(summary, outcome, name)
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    if a == b:
+        return True
+    da, db = _decode(a), _decode(b)
+    return da is not _NOT_JSON and da == db
+
+
+# --------------------------------------------------------------------------- task logs
+
+
+class TaskLogsMigrationOperator(_ArtifactOperator):
+    """Every try's log of every finished task instance of the planned runs."""
+
+    resource = "task_logs"
+
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
+        source_major, target_major = self.majors
+        self._read_via = "rest" if source_major >= 3 else "starship"
+        why_rest = "Airflow 3 Starship serves no logs" if source_major >= 3 else None
+        if self._read_via == "starship":
+            try:  # one probe decides for the whole task
+                probe = self.source_hook.open_task_log(first["dag_id"], first["run_id"], first["task_id"],
+                                                       int(first.get("map_index", -1)), max(1, int(first.get("try_number") or 1)))
+                if probe is not None:
+                    probe.close()
+            except (StarshipConflictError, StarshipServerError) as err:
+                self._read_via, why_rest = "rest", f"Starship /task_log refused: {err.detail or err}"
+        self._write_via = "starship" if target_major < 3 else "files"
+        if self._write_via == "starship":
+            try:
+                probe = self.target_hook.open_task_log(first["dag_id"], first["run_id"], first["task_id"],
+                                                       int(first.get("map_index", -1)), 1)
+                if probe is not None:
+                    probe.close()
+            except StarshipConflictError:  # not an Astronomer environment: its Starship has no log folder
+                self._write_via = "files"
+        self._max_post = int(self.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
+        self._template = self._reading_template(target_major)
+        self._run_dates: dict[str, Any] | None = None
+        self._baseline = rss_mb() if reset_peak_rss() else None
+        summary.notes.append(
+            "read through " + ("Starship /task_log" if self._read_via == "starship"
+                               else f"the REST API log route ({why_rest})")
+            + ", written " + ("through Starship /task_log" if self._write_via == "starship"
+                              else f"as files where the target reads them ({self._base_folder()})")
+        )
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        super().migrate(summary, context)
+        if getattr(self, "_baseline", None) is not None:
+            peak = rss_mb("VmHWM")
+            self.log.info("memory: %.1f MB at the start, peak %.1f MB (+%.1f MB)", self._baseline, peak,
+                          peak - self._baseline)
+
+    # -- reading
+
+    def open_source(self, source: StarshipHook, row: dict[str, Any], try_number: int) -> Iterator[bytes] | None:
+        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        if self._read_via == "starship":
+            response = source.open_task_log(*ti, try_number)
+            return None if response is None else _chunks(response)
+        response = source.open_rest_log(*ti, try_number)
+        if response is None:
+            return None
+        body = _chunks(response)
+        return _strip_ndjson_header(body) if source.airflow_major >= 3 else _strip_text_header(body)
+
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+        for try_number in range(1, int(row.get("try_number") or 0) + 1):
+            name = f"log of {ti_name(row)} try {try_number}"
+            body = self.open_source(source, row, try_number)
+            if body is None:
+                self.add(summary, "skipped", name, "no log on the source")
+                continue
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+                size = 0
+                for chunk in body:
+                    spool.write(chunk)
+                    size += len(chunk)
+                if size == 0:
+                    self.add(summary, "skipped", name, "the source's log is empty")
+                    continue
+                self.write_one(summary, target, row, try_number, name, spool)
+
+    # -- writing
+
+    def write_one(self, summary: Summary, target: StarshipHook, row: dict[str, Any], try_number: int, name: str,
+                  spool: IO[bytes]) -> None:
+        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        path = None
+        if self._write_via == "files":
+            path = self.local_path(target, row, try_number)
+            if path is None:
+                self.add(summary, "skipped", name, "the target reads logs of migrated runs from a file name without "
+                         "a map index (its oldest log template); mapped task instances would overwrite each other")
+                return
+            existing = _file_chunks(path) if path.exists() else None
+        else:
+            response = target.open_task_log(*ti, try_number)
+            existing = None if response is None else _chunks(response)
+        if existing is not None:
+            if _same_stream(existing, spool):
+                self.add(summary, "unchanged", name)
+                return
+            if self.conflict_policy == "skip":
+                self.add(summary, "skipped", name, "a different log is on the target")
+                return
+            if self.conflict_policy == "fail":
+                self.add(summary, "failed", name, "a different log is on the target and conflict policy is 'fail'")
+                return
+        outcome = "created" if existing is None else "updated"
+        if summary.dry_run:
+            self.add(summary, outcome, name)
+            return
+        size = spool.seek(0, os.SEEK_END)
+        spool.seek(0)
+        if path is None and size > self._max_post:
+            # Airflow 2's webserver refuses larger bodies: write the file where the target reads it.
+            path = self.local_path(target, row, try_number)
+        if path is None:
+            try:
+                target.put_task_log(*ti, try_number, spool)
+                self.add(summary, outcome, name)
+                return
+            except (StarshipPayloadTooLargeError, StarshipConflictError) as err:
+                # Too large for the webserver, or not an Astronomer environment: write it ourselves.
+                self.log.info("%s: Starship refused it (%s); writing the file directly", name, err.status)
+                path = self.local_path(target, row, try_number)
+                if path is None:
+                    raise
+        _write_file(path, spool)
+        self.add(summary, outcome, name)
+
+    def _base_folder(self) -> str:
+        from airflow.configuration import conf
+
+        if conf.getboolean("logging", "remote_logging", fallback=False) and conf.get("logging", "remote_base_log_folder", fallback=""):
+            return conf.get("logging", "remote_base_log_folder")
+        return conf.get("logging", "base_log_folder")
+
+    def _reading_template(self, target_major: int) -> str:
+        """The file name template the target's log reader uses for migrated runs.
+
+        ``extra.log_filename_template`` of the target connection wins. Airflow 3 reads runs stored
+        by Starship (which leaves their log template unset) with its *oldest* template: the pre-2.3
+        one Airflow seeds when the configured template is the default, else the configured one.
+        """
+        from airflow.configuration import conf
+
+        override = self.target_hook.extras.get("log_filename_template")
+        if override:
+            return str(override)
+        configured = conf.get("logging", "log_filename_template")
+        if target_major >= 3 and configured == conf.get_default_value("logging", "log_filename_template"):
+            return LEGACY_LOG_TEMPLATE
+        return configured
+
+    def local_path(self, target: StarshipHook, row: dict[str, Any], try_number: int) -> Path | Any | None:
+        """Where the target reads this log; None when the template cannot tell map indexes apart."""
+        import jinja2
+
+        template = self._template
+        map_index = int(row.get("map_index", -1))
+        if map_index >= 0 and "map_index" not in template:
+            return None
+        with self._lock:
+            if self._run_dates is None:  # ``ts`` of a run: its logical date (Airflow 3: or run_after)
+                self._run_dates = {
+                    r["run_id"]: parse_datetime(r.get("logical_date") or r.get("execution_date") or r.get("run_after"))
+                    for r in target.iter_dag_runs(row["dag_id"])
+                }
+        when = self._run_dates.get(row["run_id"])
+        ti = SimpleNamespace(dag_id=row["dag_id"], run_id=row["run_id"], task_id=row["task_id"], map_index=map_index,
+                             try_number=try_number)
+        if "{{" in template or "{%" in template:
+            relative = jinja2.Template(template).render(ti=ti, ts=when.isoformat() if when else "", try_number=try_number)
+        else:
+            relative = template.format(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=try_number,
+                                       logical_date=when.isoformat() if when else "", data_interval_start="",
+                                       data_interval_end="")
+        base = self._base_folder()
+        if "://" in base:  # remote logging: Airflow's object storage
+            from airflow.configuration import conf
+
+            try:
+                from airflow.sdk import ObjectStoragePath
+            except ImportError:  # Airflow 2
+                from airflow.io.path import ObjectStoragePath
+
+            return ObjectStoragePath(base.rstrip("/") + "/" + relative, conn_id=conf.get("logging", "remote_log_conn_id") or None)
+        return Path(base, relative)
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    try:
+        yield from (c for c in response.iter_content(CHUNK) if c)
+    finally:
+        response.close()
+
+
+def _file_chunks(path: Any) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def _same_stream(existing: Iterator[bytes], spool: IO[bytes]) -> bool:
+    """Compare a stream with the spooled file piece by piece (never both whole in memory)."""
+    spool.seek(0)
+    for chunk in existing:
+        if spool.read(len(chunk)) != chunk:
+            existing.close()
+            return False
+    return spool.read(1) == b""
+
+
+def _write_file(path: Any, spool: IO[bytes]) -> None:
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".starship-partial")
+        with partial.open("wb") as out:
+            while chunk := spool.read(CHUNK):
+                out.write(chunk)
+        os.replace(partial, path)  # readers never see half a log
+        return
+    with path.open("wb") as out:
+        while chunk := spool.read(CHUNK):
+            out.write(chunk)
+
+
+_TEXT_HEADER_END = b" INFO - ::endgroup::\n"
+
+
+def _strip_text_header(body: Iterator[bytes]) -> Iterator[bytes]:
+    """Airflow 2's rendered log: a host line and a "log source details" group, then the log."""
+    head = b""
+    for chunk in body:
+        if head is None:
+            yield chunk
+            continue
+        head += chunk
+        end = head.find(_TEXT_HEADER_END)
+        if end >= 0:
+            rest = head[end + len(_TEXT_HEADER_END):]
+            head = None
+            if rest:
+                yield rest
+        elif len(head) > 1024 * 1024:  # no header after 1 MB: it is all log
+            yield head
+            head = None
+    if head:
+        yield head
+
+
+def _strip_ndjson_header(body: Iterator[bytes]) -> Iterator[bytes]:
+    """Airflow 3's records, one JSON object per line, without the "log source details" group."""
+    pending, in_header = b"", None
+    for chunk in body:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if in_header is not False and line.strip():
+                event = _event_of(line)
+                if in_header is None:
+                    in_header = event == "::group::Log message source details"
+                    if in_header:
+                        continue
+                    in_header = False
+                elif in_header:
+                    if event == "::endgroup::":
+                        in_header = False
+                    continue
+            yield line + b"\n"
+    if pending.strip():
+        yield pending + b"\n"
+
+
+def _event_of(line: bytes) -> str | None:
+    try:
+        return json.loads(line).get("event")
+    except (ValueError, AttributeError):
+        return None
+
+
+__all__ = ["TaskLogsMigrationOperator", "XComsMigrationOperator"]
