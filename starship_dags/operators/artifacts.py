@@ -236,23 +236,27 @@ class XComsMigrationOperator(_ArtifactOperator):
 
     def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, wanted: dict) -> None:
         existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
-        replace = []
-        for key, (raw, value) in wanted.items():
+        final, created, updated = dict(existing), [], []
+        for key, (raw, _value) in wanted.items():
             name = f"XCom {key!r} of {ti_name(dict(zip(('dag_id', 'run_id', 'task_id', 'map_index'), ti)))}"
             if key not in existing:
-                if not summary.dry_run:
-                    self._post_starship(target, ti, key, raw)
-                self.add(summary, "created", name)
+                created.append(name)
+                final[key] = raw
             elif self._decide(summary, name, _same(existing[key], raw)):
-                replace.append((key, name))
-        if replace:
-            if not summary.dry_run:
-                # Starship deletes all XComs of a task instance at once: put every one back.
+                updated.append(name)
+                final[key] = raw
+        if not summary.dry_run:
+            if updated:  # Starship deletes all XComs of a task instance at once: put every one back
                 target.delete_xcoms(*ti)
-                for key, raw in existing.items():
-                    self._post_starship(target, ti, key, wanted[key][0] if key in dict(replace) else raw)
-            for _, name in replace:
-                self.add(summary, "updated", name)
+                keys = list(final)
+            else:
+                keys = [k for k in final if k not in existing]
+            for key in keys:
+                self._post_starship(target, ti, key, final[key])
+        for name in created:
+            self.add(summary, "created", name)
+        for name in updated:
+            self.add(summary, "updated", name)
 
     @staticmethod
     def _post_starship(target: StarshipHook, ti: tuple, key: str, raw: bytes) -> None:
@@ -360,11 +364,11 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                 self.add(summary, "skipped", name, "no log on the source")
                 continue
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-                size = 0
+                blank = True  # a REST log route answers an empty rendering for a missing file
                 for chunk in body:
                     spool.write(chunk)
-                    size += len(chunk)
-                if size == 0:
+                    blank = blank and not chunk.strip()
+                if blank:
                     self.add(summary, "skipped", name, "the source's log is empty")
                     continue
                 self.write_one(summary, target, row, try_number, name, spool)
@@ -496,7 +500,9 @@ def _same_stream(existing: Iterator[bytes], spool: IO[bytes]) -> bool:
     spool.seek(0)
     for chunk in existing:
         if spool.read(len(chunk)) != chunk:
-            existing.close()
+            close = getattr(existing, "close", None)
+            if close:  # a generator over an HTTP answer: release the connection
+                close()
             return False
     return spool.read(1) == b""
 

@@ -46,6 +46,7 @@ ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detec
 VIEWER_USER = "viewer"  # Airflow 2: may log in but not read the configuration, so not use Starship
 VIEWER_PASSWORD = "V1ewer-pw-0c8d2e"
 MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
+ASTRO_LOG_MOUNT = Path("/usr/local/airflow/logs")  # where Starship's /task_log reads and writes
 HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"
 
 
@@ -185,8 +186,12 @@ class AirflowServer:
     """One Airflow web/api server (and optionally a scheduler) with its own home and database."""
 
     def __init__(self, name: str, env: AirflowEnv, *, extra_env: dict[str, str] | None = None,
-                 dags: list[Path] = ()) -> None:
+                 dags: list[Path] = (), astro_logs: bool = False) -> None:
         self.name = name
+        # Serve Starship's /task_log like an Astronomer environment: the web server runs with
+        # ASTRONOMER_ENVIRONMENT=local in its own mount namespace, where this server's log folder
+        # is mounted at the fixed path the plugin uses (see ../shared/STARSHIP_API.md).
+        self.astro_logs = astro_logs
         self.env = env
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix=f"sd-{name}-"))
@@ -288,10 +293,11 @@ class AirflowServer:
         return run([self.env.python, "-c", code], env=env or self.environ(), timeout=timeout,
                    input=stdin).stdout
 
-    def _spawn(self, args: list[str], logname: str, wrap: list[str] | None = None) -> subprocess.Popen:
+    def _spawn(self, args: list[str], logname: str, wrap: list[str] | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(self.home / logname, "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(
-            [*(wrap or []), self.env.airflow, *args], env=self.environ(), stdout=out, stderr=subprocess.STDOUT,
+            [*(wrap or []), self.env.airflow, *args], env=env or self.environ(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(proc)
@@ -299,8 +305,17 @@ class AirflowServer:
 
     def _spawn_web(self) -> subprocess.Popen:
         if self.major == 2:
+            wrap, env = None, None
+            if self.astro_logs:
+                logs = self.home / "logs"
+                logs.mkdir(exist_ok=True)
+                ASTRO_LOG_MOUNT.mkdir(parents=True, exist_ok=True)
+                wrap = ["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                        f'mount --bind "{logs}" "{ASTRO_LOG_MOUNT}" && exec "$@"', "astro-logs"]
+                env = self.environ(ASTRONOMER_ENVIRONMENT="local")
             self._web = self._spawn(["webserver", "--port", str(self.port), "--hostname", "127.0.0.1",
-                                     "--access-logfile", str(self.home / "access.log")], "webserver.log")
+                                     "--access-logfile", str(self.home / "access.log")], "webserver.log",
+                                    wrap=wrap, env=env)
         else:
             self._web = self._spawn(["api-server", "--port", str(self.port), "--host", "127.0.0.1",
                                      "--workers", "1"], "api-server.log")
@@ -377,7 +392,8 @@ class AirflowServer:
         if drop:
             with contextlib.suppress(Exception):
                 drop_db(self.db)
-            shutil.rmtree(self.home, ignore_errors=True)
+            if not os.environ.get("STARSHIP_DAGS_KEEP_HOMES"):  # set it to read server logs after a failure
+                shutil.rmtree(self.home, ignore_errors=True)
 
     # -- direct database access, for assertions and resets only
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration import rig
+from tests.integration.test_artifacts import ARTIFACTS, artifact_totals, log_lines, target_xcom
 from tests.integration.test_history import HISTORY, assert_no_duplicates_or_orphans, assert_parity
 
 
@@ -16,6 +17,8 @@ def af3_source(envs, history_source):
         server.cli("dags", "reserialize")
         filled = rig.run_migration_dag(server, history_source, HISTORY)
         assert filled.run_state == "success", filled.explain()
+        artifacts = rig.run_migration_dag(server, history_source, ARTIFACTS)  # XComs and logs as well
+        assert artifacts.run_state == "success", artifacts.explain()
         yield server
     finally:
         server.stop()
@@ -41,3 +44,27 @@ def test_airflow3_source_into_airflow3_target(af3_source, af3_target):
     again = rig.run_migration_dag(af3_target, af3_source, HISTORY)
     assert again.run_state == "success", again.explain()
     assert sum(s["target_writes"] for s in again.summaries.values()) == 0
+
+
+def test_xcoms_and_logs_from_an_airflow3_source(af3_source, af3_target):
+    """Airflow 3's Starship serves neither XComs nor logs: both come through its REST API."""
+    result = rig.run_migration_dag(af3_target, af3_source, ARTIFACTS)
+    assert result.run_state == "success", result.explain()
+    notes = [n for label, s in result.summaries.items() if label.startswith("history.task_logs") for n in s["notes"]]
+    assert notes and all("REST API" in n.split(",")[0] for n in notes), notes
+    keys = af3_source.sql("SELECT dag_id, run_id, task_id, map_index, key FROM xcom WHERE dag_id LIKE 'hist%%'")
+    assert len(keys) >= 15
+    for key in keys:
+        assert target_xcom(af3_target, tuple(key)) == target_xcom(af3_source, tuple(key)), key
+    assert artifact_totals(result, "xcoms")["created"] == len(keys)
+    # Logs that the Airflow 3 source itself can show (its unmapped task instances' tries).
+    tries = af3_source.sql("SELECT dag_id, run_id, task_id, map_index, try_number FROM task_instance "
+                           "WHERE dag_id LIKE 'hist%%' AND map_index < 0 AND try_number > 0")
+    compared = 0
+    for dag_id, run_id, task_id, map_index, last in tries:
+        for try_number in range(1, last + 1):
+            expected = log_lines(af3_source, dag_id, run_id, task_id, map_index, try_number)
+            assert expected
+            assert log_lines(af3_target, dag_id, run_id, task_id, map_index, try_number) == expected
+            compared += 1
+    assert compared >= 8
