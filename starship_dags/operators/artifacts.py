@@ -104,8 +104,9 @@ class _ArtifactOperator(HistoryOperator):
 
     # -- what children implement
 
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
-        """Decide source and target paths once, before the threads start."""
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
+        """Decide source and target paths once, before the threads start; False: nothing can be copied."""
+        return True
 
     def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
         raise NotImplementedError
@@ -125,7 +126,8 @@ class _ArtifactOperator(HistoryOperator):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._worker_hooks: list[tuple[StarshipHook, StarshipHook]] = []
-        self.prepare(summary, rows[0])
+        if not self.prepare(summary, rows[0]):
+            return
         done = 0
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.resource) as pool:
@@ -190,12 +192,13 @@ class XComsMigrationOperator(_ArtifactOperator):
 
     resource = "xcoms"
 
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
         source_major, target_major = self.majors
         summary.notes.append(
             "read through " + ("Starship /xcom" if source_major < 3 else "the REST API (xcomEntries)")
             + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
         )
+        return True
 
     def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
         """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
@@ -304,7 +307,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
 
     resource = "task_logs"
 
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> None:
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
         source_major, target_major = self.majors
         self._read_via = "rest" if source_major >= 3 else "starship"
         why_rest = "Airflow 3 Starship serves no logs" if source_major >= 3 else None
@@ -316,6 +319,16 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                     probe.close()
             except (StarshipConflictError, StarshipServerError) as err:
                 self._read_via, why_rest = "rest", f"Starship /task_log refused: {err.detail or err}"
+        if self._read_via == "rest":
+            ti = (first["dag_id"], first["run_id"], first["task_id"], int(first.get("map_index", -1)))
+            try:  # the fallback must work too, else one clear line instead of a failure per log
+                probe = self.source_hook.open_rest_log(*ti, max(1, int(first.get("try_number") or 1)))
+                if probe is not None:
+                    probe.close()
+            except StarshipError as err:
+                summary.notes.append(f"logs unavailable: {why_rest}; the REST API log route failed too: {err}")
+                self.log.warning("%s: logs unavailable: %s; REST API: %s", self.dag_to_migrate, why_rest, err)
+                return False
         self._write_via = "starship" if target_major < 3 else "files"
         if self._write_via == "starship":
             try:
@@ -335,6 +348,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
             + ", written " + ("through Starship /task_log" if self._write_via == "starship"
                               else f"as files where the target reads them ({self._base_folder()})")
         )
+        return True
 
     def migrate(self, summary: Summary, context: Any) -> None:
         super().migrate(summary, context)

@@ -56,3 +56,24 @@ def test_values_compare_as_json_and_non_json_is_marked():
     assert _same(b'{"a": 1, "b": 2}', b'{"b":2,"a":1}')
     assert not _same(b'{"a": 1}', b'{"a": 2}')
     assert _decode(b"\x80\x04pickled") is _NOT_JSON
+
+
+def test_a_source_without_any_log_route_gives_one_clear_line(mocker):
+    from starship_dags.exceptions import StarshipConflictError, StarshipPermissionError
+    from starship_dags.operators.artifacts import TaskLogsMigrationOperator
+    from starship_dags.report import Summary
+
+    operator = TaskLogsMigrationOperator(task_id="task_logs", source_dag={"dag_id": "d"}, plan={})
+    source, target = mocker.MagicMock(), mocker.MagicMock()
+    source.airflow_major, target.airflow_major = 2, 2
+    source.open_task_log.side_effect = StarshipConflictError(
+        "starship_source", "GET", "/api/starship/task_log", 409, "Task logs are only supported on Astronomer environments.")
+    source.open_rest_log.side_effect = StarshipPermissionError("starship_source", "GET", "/api/v1/…/logs/1", 403, "no")
+    operator.__dict__.update(source_hook=source, target_hook=target)
+    summary = Summary(resource="task_logs", dag_id="d")
+    first = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1}
+    assert operator.prepare(summary, first) is False
+    assert summary.failed == 0
+    assert len(summary.notes) == 1 and summary.notes[0].startswith("logs unavailable: Starship /task_log refused")
+    assert "403" in summary.notes[0]
+    target.put_task_log.assert_not_called()
