@@ -188,3 +188,33 @@ def test_a_20_mb_log_streams_in_bounded_memory(history_target):
     finally:
         path.unlink()
         reset_history(target)
+
+
+@pytest.mark.parametrize("target", ["2.11"], indirect=True, scope="session")
+def test_conflict_policy_for_differing_xcoms_and_logs(history_target):
+    source, target = history_target
+    conf = {"resources": ["dag_history", "xcoms", "task_logs"], "dag_ids": ["hist_retry"]}
+    first = rig.run_migration_dag(target, source, conf)
+    assert first.run_state == "success", first.explain()
+    key = ("hist_retry", "after")
+    target.sql("UPDATE xcom SET value = %s WHERE dag_id = %s AND task_id = %s AND key = 'return_value'",
+               (b'"tampered"', *key))
+    logs = sorted((target.home / "logs" / "dag_id=hist_retry").rglob("task_id=flaky/attempt=1.log"))
+    assert logs
+    original = logs[0].read_bytes()
+    logs[0].write_bytes(original + b"a line only the target has\n")
+
+    def outcome(result, kind):
+        assert result.run_state == "success", result.explain()
+        return artifact_totals(result, kind)
+
+    kept = rig.run_migration_dag(target, source, {**conf, "full_comparison": True, "conflict_policy": "skip"})
+    assert outcome(kept, "xcoms")["skipped"] >= 1 and outcome(kept, "task_logs")["skipped"] >= 1
+    assert target.sql("SELECT count(*) FROM xcom WHERE dag_id = %s AND task_id = %s AND value = %s",
+                      (*key, b'"tampered"'))[0][0] >= 1
+    replaced = rig.run_migration_dag(target, source, {**conf, "full_comparison": True, "conflict_policy": "overwrite"})
+    assert outcome(replaced, "xcoms")["updated"] >= 1 and outcome(replaced, "task_logs")["updated"] >= 1
+    for xcom_key, value in source_xcoms(source).items():
+        if xcom_key[0] == "hist_retry":
+            assert target_xcom(target, xcom_key) == value, xcom_key
+    assert logs[0].read_bytes() == original
