@@ -51,7 +51,7 @@ HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py
 
 
 def log(msg: str) -> None:
-    print(f"[rig {time.strftime('%H:%M:%S')}] {msg}", file=sys.__stderr__, flush=True)  # not captured
+    print(f"[rig {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def uv() -> str:
