@@ -64,6 +64,11 @@ LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }
 _NOT_JSON = object()
 
 
+def ti_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
+    """``(dag_id, run_id, task_id, map_index)``: the arguments of the hook's per-task-instance calls."""
+    return row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1))
+
+
 def ti_name(row: dict[str, Any]) -> str:
     index = int(row.get("map_index", -1))
     return f"{row['dag_id']}/{row['run_id']}/{row['task_id']}" + (f"[{index}]" if index >= 0 else "")
@@ -167,6 +172,19 @@ class _ArtifactOperator(HistoryOperator):
         with self._lock:
             summary.add(outcome, name, reason)
 
+    def must_replace(self, summary: Summary, name: str, same: bool, differs: str) -> bool:
+        """For an item already on the target: count it (unchanged, skipped, failed) or say it must be replaced."""
+        if same:
+            self.add(summary, "unchanged", name)
+            return False
+        if self.conflict_policy == "skip":
+            self.add(summary, "skipped", name, differs)
+            return False
+        if self.conflict_policy == "fail":
+            self.add(summary, "failed", name, f"{differs} and conflict policy is 'fail'")
+            return False
+        return True
+
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Task instances of these runs, read by pages of runs until every run was seen."""
         unseen, offset = set(run_ids), 0
@@ -202,7 +220,7 @@ class XComsMigrationOperator(_ArtifactOperator):
 
     def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
         """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
-        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        ti = ti_key(row)
         found: dict[str, tuple[bytes, Any]] = {}
         if source.airflow_major < 3:
             for xcom in source.get_xcoms(*ti):
@@ -218,34 +236,18 @@ class XComsMigrationOperator(_ArtifactOperator):
         wanted = self.read_source(source, row)
         if not wanted:
             return
-        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
-        if target.airflow_major < 3:
-            self._to_starship(summary, target, ti, wanted)
-        else:
-            self._to_rest(summary, target, ti, wanted)
+        write = self._to_starship if target.airflow_major < 3 else self._to_rest
+        write(summary, target, ti_key(row), ti_name(row), wanted)
 
-    def _decide(self, summary: Summary, name: str, same: bool) -> bool:
-        """For an XCom already on the target: True when it must be replaced."""
-        if same:
-            self.add(summary, "unchanged", name)
-            return False
-        if self.conflict_policy == "skip":
-            self.add(summary, "skipped", name, "differs on the target")
-            return False
-        if self.conflict_policy == "fail":
-            self.add(summary, "failed", name, "differs on the target and conflict policy is 'fail'")
-            return False
-        return True
-
-    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, wanted: dict) -> None:
+    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
         existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
         final, created, updated = dict(existing), [], []
         for key, (raw, _value) in wanted.items():
-            name = f"XCom {key!r} of {ti_name(dict(zip(('dag_id', 'run_id', 'task_id', 'map_index'), ti)))}"
+            name = f"XCom {key!r} of {label}"
             if key not in existing:
                 created.append(name)
                 final[key] = raw
-            elif self._decide(summary, name, _same(existing[key], raw)):
+            elif self.must_replace(summary, name, _same(existing[key], raw), "differs on the target"):
                 updated.append(name)
                 final[key] = raw
         if not summary.dry_run:
@@ -267,15 +269,16 @@ class XComsMigrationOperator(_ArtifactOperator):
         target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
                             "key": key, "value": base64.b64encode(raw).decode()})
 
-    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, wanted: dict) -> None:
+    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
         existing = set(target.rest_xcom_keys(*ti))
         for key, (_raw, value) in wanted.items():
-            name = f"XCom {key!r} of {ti_name(dict(zip(('dag_id', 'run_id', 'task_id', 'map_index'), ti)))}"
+            name = f"XCom {key!r} of {label}"
             if value is _NOT_JSON:
                 self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
                 continue
             if key in existing:
-                if not self._decide(summary, name, target.rest_xcom_value(*ti, key) == value):
+                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key) == value,
+                                         "differs on the target"):
                     continue
                 outcome = "updated"
             else:
@@ -311,20 +314,15 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
         source_major, target_major = self.majors
         self._read_via = "rest" if source_major >= 3 else "starship"
         why_rest = "Airflow 3 Starship serves no logs" if source_major >= 3 else None
+        ti, first_try = ti_key(first), max(1, int(first.get("try_number") or 1))
         if self._read_via == "starship":
             try:  # one probe decides for the whole task
-                probe = self.source_hook.open_task_log(first["dag_id"], first["run_id"], first["task_id"],
-                                                       int(first.get("map_index", -1)), max(1, int(first.get("try_number") or 1)))
-                if probe is not None:
-                    probe.close()
+                _probe(self.source_hook.open_task_log(*ti, first_try))
             except (StarshipConflictError, StarshipServerError) as err:
                 self._read_via, why_rest = "rest", f"Starship /task_log refused: {err.detail or err}"
         if self._read_via == "rest":
-            ti = (first["dag_id"], first["run_id"], first["task_id"], int(first.get("map_index", -1)))
             try:  # the fallback must work too, else one clear line instead of a failure per log
-                probe = self.source_hook.open_rest_log(*ti, max(1, int(first.get("try_number") or 1)))
-                if probe is not None:
-                    probe.close()
+                _probe(self.source_hook.open_rest_log(*ti, first_try))
             except StarshipError as err:
                 summary.notes.append(f"logs unavailable: {why_rest}; the REST API log route failed too: {err}")
                 self.log.warning("%s: logs unavailable: %s; REST API: %s", self.dag_to_migrate, why_rest, err)
@@ -332,10 +330,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
         self._write_via = "starship" if target_major < 3 else "files"
         if self._write_via == "starship":
             try:
-                probe = self.target_hook.open_task_log(first["dag_id"], first["run_id"], first["task_id"],
-                                                       int(first.get("map_index", -1)), 1)
-                if probe is not None:
-                    probe.close()
+                _probe(self.target_hook.open_task_log(*ti, 1))
             except StarshipConflictError:  # not an Astronomer environment: its Starship has no log folder
                 self._write_via = "files"
         self._max_post = int(self.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
@@ -360,7 +355,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
     # -- reading
 
     def open_source(self, source: StarshipHook, row: dict[str, Any], try_number: int) -> Iterator[bytes] | None:
-        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        ti = ti_key(row)
         if self._read_via == "starship":
             response = source.open_task_log(*ti, try_number)
             return None if response is None else _chunks(response)
@@ -391,7 +386,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
 
     def write_one(self, summary: Summary, target: StarshipHook, row: dict[str, Any], try_number: int, name: str,
                   spool: IO[bytes]) -> None:
-        ti = (row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+        ti = ti_key(row)
         path = None
         if self._write_via == "files":
             path = self.local_path(target, row, try_number)
@@ -403,16 +398,9 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
         else:
             response = target.open_task_log(*ti, try_number)
             existing = None if response is None else _chunks(response)
-        if existing is not None:
-            if _same_stream(existing, spool):
-                self.add(summary, "unchanged", name)
-                return
-            if self.conflict_policy == "skip":
-                self.add(summary, "skipped", name, "a different log is on the target")
-                return
-            if self.conflict_policy == "fail":
-                self.add(summary, "failed", name, "a different log is on the target and conflict policy is 'fail'")
-                return
+        if existing is not None and not self.must_replace(
+                summary, name, _same_stream(existing, spool), "a different log is on the target"):
+            return
         outcome = "created" if existing is None else "updated"
         if summary.dry_run:
             self.add(summary, outcome, name)
@@ -494,6 +482,12 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
 
             return ObjectStoragePath(base.rstrip("/") + "/" + relative, conn_id=conf.get("logging", "remote_log_conn_id") or None)
         return Path(base, relative)
+
+
+def _probe(response: requests.Response | None) -> None:
+    """A route answered (or said 404): that is all a probe needs; release the connection."""
+    if response is not None:
+        response.close()
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

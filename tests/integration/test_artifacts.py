@@ -67,20 +67,25 @@ def log_lines(server: rig.AirflowServer, dag_id: str, run_id: str, task_id: str,
     return [str(r.get("event")) for r in body if str(r.get("event") or "").strip()]
 
 
+def summaries_of(result: rig.DagTestResult, kind: str) -> list[dict]:
+    """The per-DAG summaries of one artifact task (``xcoms`` or ``task_logs``)."""
+    return [summary for label, summary in result.summaries.items() if label.startswith(f"history.{kind}")]
+
+
+def log_notes(result: rig.DagTestResult) -> list[str]:
+    return [note for summary in summaries_of(result, "task_logs") for note in summary["notes"]]
+
+
 def logs_named(result: rig.DagTestResult, reason: str) -> set[str]:
-    named = set()
-    for label, summary in result.summaries.items():
-        if label.startswith("history.task_logs"):
-            named |= {item.split(" (", 1)[0] for item in summary["skipped_items"] if reason in item}
-    return named
+    return {item.split(" (", 1)[0] for summary in summaries_of(result, "task_logs")
+            for item in summary["skipped_items"] if reason in item}
 
 
 def artifact_totals(result: rig.DagTestResult, kind: str) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for label, summary in result.summaries.items():
-        if label.startswith(f"history.{kind}"):
-            for outcome in ("created", "updated", "unchanged", "skipped", "failed"):
-                totals[outcome] = totals.get(outcome, 0) + summary[outcome]
+    for summary in summaries_of(result, kind):
+        for outcome in ("created", "updated", "unchanged", "skipped", "failed"):
+            totals[outcome] = totals.get(outcome, 0) + summary[outcome]
     return totals
 
 
@@ -93,7 +98,7 @@ def test_xcoms_and_logs_of_scheduler_runs(history_target):
 
     first = rig.run_migration_dag(target, source, ARTIFACTS)
     assert first.run_state == "success", first.explain()
-    notes = [n for label, s in first.summaries.items() if label.startswith("history.task_logs") for n in s["notes"]]
+    notes = log_notes(first)
     assert notes and all("Starship /task_log" in n.split(",")[0] for n in notes), notes
 
     for key, value in expected_xcoms.items():
@@ -156,7 +161,7 @@ def test_logs_through_rest_api_of_a_non_astronomer_source(history_target):
         source.stop_web()
         source.start_web()
     assert result.run_state == "success", result.explain()
-    notes = [n for label, s in result.summaries.items() if label.startswith("history.task_logs") for n in s["notes"]]
+    notes = log_notes(result)
     assert notes and "REST API" in notes[0], notes
     tries = [t for t in finished_tries(source) if t[0] == "hist_retry"]
     assert len(tries) >= 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration import rig
-from tests.integration.test_artifacts import ARTIFACTS, artifact_totals, log_lines, target_xcom
+from tests.integration.test_artifacts import ARTIFACTS, artifact_totals, log_lines, log_notes, target_xcom
 from tests.integration.test_history import HISTORY, assert_no_duplicates_or_orphans, assert_parity
 
 
@@ -50,7 +50,7 @@ def test_xcoms_and_logs_from_an_airflow3_source(af3_source, af3_target):
     """Airflow 3's Starship serves neither XComs nor logs: both come through its REST API."""
     result = rig.run_migration_dag(af3_target, af3_source, ARTIFACTS)
     assert result.run_state == "success", result.explain()
-    notes = [n for label, s in result.summaries.items() if label.startswith("history.task_logs") for n in s["notes"]]
+    notes = log_notes(result)
     assert notes and all("REST API" in n.split(",")[0] for n in notes), notes
     keys = af3_source.sql("SELECT dag_id, run_id, task_id, map_index, key FROM xcom WHERE dag_id LIKE 'hist%%'")
     assert len(keys) >= 15
