@@ -1,8 +1,7 @@
-"""Migrate pools, variables and connections from a source Airflow (Starship API) into this one.
+"""Migrate pools, variables, connections and DAG history from a source Airflow (Starship API) into
+this one, and optionally cut DAGs over. Trigger it from the UI; the form explains each option and
+the DAG's docs explain the set-up."""
 
-Trigger it from the UI; the form explains each option. See the DAG's docs for the set-up.
-"""
+from starship_dags.dags import MIGRATION_DAG_ID, build_migration_dag
 
-from starship_dags.dags import build_migration_dag
-
-dag = build_migration_dag("starship_migration")
+dag = build_migration_dag(MIGRATION_DAG_ID)

@@ -7,6 +7,7 @@ reach the operators as lists and booleans.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pendulum
@@ -14,6 +15,9 @@ import pendulum
 from starship_dags.compat import DAG, Param, TaskGroup, task_group
 from starship_dags.operators.artifacts import TaskLogsMigrationOperator, XComsMigrationOperator
 from starship_dags.operators.connections import ConnectionsMigrationOperator
+from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
+from starship_dags.operators.environment import SourceEnvironmentOperator
+from starship_dags.operators.guard import GUARD_TASK_ID, ActiveRunGuardOperator
 from starship_dags.operators.history import (
     DagRunsMigrationOperator,
     DiscoverDagsOperator,
@@ -22,6 +26,7 @@ from starship_dags.operators.history import (
 )
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
+from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
 from starship_dags.operators.variables import VariablesMigrationOperator
 
 KEYED_RESOURCES = {
@@ -32,6 +37,10 @@ KEYED_RESOURCES = {
 HISTORY = "dag_history"
 ARTIFACTS = {"xcoms": XComsMigrationOperator, "task_logs": TaskLogsMigrationOperator}
 RESOURCES = [*KEYED_RESOURCES, HISTORY, *ARTIFACTS]
+MIGRATION_DAG_ID = "starship_migration"
+SYNC_DAG_ID = "starship_sync"
+#: The scheduled sync's default schedule; ``STARSHIP_SYNC_SCHEDULE`` (a cron expression) changes it.
+SYNC_SCHEDULE = "*/30 * * * *"
 
 DOC_MD = """
 ### Starship migration
@@ -60,13 +69,26 @@ in the target, so the target connection usually points at this Airflow itself.
   in the target.
 * *Full comparison*: ignore the incremental-sync markers and compare every run and task
   instance with the target (an unchanged DAG otherwise costs one request to the source).
+* *Validate counts*: after copying, count runs and task instances per DAG, and pools, variables
+  and connections, on both sides; a difference fails the run.
+* *Cut over* (with *DAG ids*, empty = all): pause those DAGs on the source, wait until none of
+  their runs is queued or running there (up to *Cutover timeout*), copy their last runs, then
+  unpause them on the target once its scheduler counts the copied runs (so it creates no run
+  for an interval that already ran on the source). With *Keep paused DAGs paused*, DAGs that
+  were paused on the source stay paused on the target.
 
-Every task logs a summary table; the `report` task gathers them and fails the run if anything
-failed. Secrets (passwords, tokens, sensitive variable values) are never logged.
+`starship_sync` runs the same copy on a schedule (every 30 minutes unless
+`STARSHIP_SYNC_SCHEDULE` says otherwise), with conflict policy `overwrite`, until the cutover.
+It skips a run while this DAG runs; this DAG waits for a running sync to finish.
+
+Every task logs a summary table; the `report` task gathers them, lists the connections and
+variables the source defines in environment variables (names only: set these on the target), and
+fails the run if anything failed. Secrets (passwords, tokens, sensitive variable values) are never
+logged.
 """
 
 
-def migration_params() -> dict[str, Param]:
+def migration_params(*, sync: bool = False) -> dict[str, Param]:
     params: dict[str, Param] = {
         "resources": Param(
             RESOURCES,
@@ -77,7 +99,7 @@ def migration_params() -> dict[str, Param]:
             description="What to migrate.",
         ),
         "conflict_policy": Param(
-            "skip",
+            "overwrite" if sync else "skip",
             type="string",
             enum=["skip", "overwrite", "fail"],
             title="Conflict policy",
@@ -96,7 +118,7 @@ def migration_params() -> dict[str, Param]:
         )
     params["dag_ids"] = Param(
         [], type="array", items={"type": "string"}, title="DAG ids",
-        description="Whose history to migrate; empty means every DAG of the source.",
+        description="Whose history to migrate (and cut over); empty means every DAG of the source.",
     )
     params["runs_limit"] = Param(
         0, type="integer", minimum=0, title="Most recent runs per DAG",
@@ -110,6 +132,26 @@ def migration_params() -> dict[str, Param]:
         False, type="boolean", title="Full comparison",
         description="Compare every run and task instance with the target, even for DAGs unchanged since the last sync.",
     )
+    params["validate"] = Param(
+        True, type="boolean", title="Validate counts",
+        description="After copying, count each resource and each DAG's runs and task instances on both sides; "
+        "a difference fails the run.",
+    )
+    if not sync:
+        params["cutover"] = Param(
+            False, type="boolean", title="Cut over",
+            description="Pause the DAGs on the source, wait for their runs to finish, copy the last runs, "
+            "then unpause them on the target. Needs dag_history. Uses DAG ids (empty: all).",
+        )
+        params["mirror_paused"] = Param(
+            True, type="boolean", title="Keep paused DAGs paused",
+            description="At cutover, DAGs paused on the source stay paused on the target.",
+        )
+        params["cutover_timeout_minutes"] = Param(
+            30, type="integer", minimum=1, title="Cutover timeout (minutes)",
+            description="How long to wait for the source's runs to finish, and for the target to re-parse "
+            "the DAGs, before giving up (the source's DAGs are then unpaused again).",
+        )
     params["source_conn_id"] = Param(
         "starship_source", type="string", minLength=1, title="Source connection id",
         description="Connection to the Airflow being migrated from.",
@@ -121,20 +163,30 @@ def migration_params() -> dict[str, Param]:
     return params
 
 
-def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -> DAG:
+def _selected(*names: str) -> str:
+    """A template: true when every one of these resources is selected."""
+    return "{{ %s }}" % " and ".join(f"'{n}' in params.resources" for n in names)
+
+
+def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, **dag_kwargs: Any) -> DAG:
+    """The manual migration DAG, or with ``sync`` the scheduled incremental sync."""
     common = {
         "source_conn_id": "{{ params.source_conn_id }}",
         "target_conn_id": "{{ params.target_conn_id }}",
         "conflict_policy": "{{ params.conflict_policy }}",
         "dry_run": "{{ params.dry_run }}",
     }
-    dag_kwargs.setdefault("schedule", None)
+    connections = {k: common[k] for k in ("source_conn_id", "target_conn_id")}
+    dag_kwargs.setdefault("schedule", (os.environ.get("STARSHIP_SYNC_SCHEDULE") or SYNC_SCHEDULE) if sync else None)
     dag_kwargs.setdefault("start_date", pendulum.datetime(2024, 1, 1, tz="UTC"))
     dag_kwargs.setdefault("catchup", False)
     dag_kwargs.setdefault("tags", ["migration", "starship"])
+    cutover = "{{ params.cutover | default(false) }}"
+    timeout = "{{ params.cutover_timeout_minutes | default(30) }}"
+    validate = "{{ params.validate and not params.dry_run }}"
     with DAG(
         dag_id,
-        params=migration_params(),
+        params=migration_params(sync=sync),
         render_template_as_native_obj=True,
         max_active_runs=1,
         doc_md=DOC_MD,
@@ -142,21 +194,42 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
         **dag_kwargs,
     ) as dag:
         expected: dict[str, str] = {}
+        guard = ActiveRunGuardOperator(
+            task_id=GUARD_TASK_ID, other_dag_id=MIGRATION_DAG_ID if sync else SYNC_DAG_ID, wait=not sync,
+            timeout_minutes=timeout, **connections,
+        )
         with TaskGroup("settings", tooltip="Pools, variables and connections") as settings:
             for resource, (operator, param_name, _) in KEYED_RESOURCES.items():
-                enabled = "{{ '%s' in params.resources }}" % resource
+                enabled = _selected(resource)
                 task = operator(task_id=resource, names="{{ params.%s }}" % param_name, enabled=enabled, **common)
                 expected[task.task_id] = enabled
-        history_enabled = "{{ '%s' in params.resources }}" % HISTORY
+            environment = SourceEnvironmentOperator(
+                task_id="environment", enabled="{{ 'variables' in params.resources or 'connections' in params.resources }}",
+                **common,
+            )
+            expected[environment.task_id] = environment.enabled
+        validate_settings = SettingsValidationOperator(
+            task_id="validate_settings", keyed={r: spec[0] for r, spec in KEYED_RESOURCES.items()},
+            selected_resources="{{ params.resources }}", names={r: "{{ params.%s }}" % spec[1] for r, spec in KEYED_RESOURCES.items()},
+            enabled="{{ params.validate and not params.dry_run and (params.resources | select('in', %r) | list) }}"
+            % list(KEYED_RESOURCES),
+            **common,
+        )
+        expected[validate_settings.task_id] = validate_settings.enabled
+        history_enabled = _selected(HISTORY)
         artifacts = "{{ params.resources | select('in', %r) | list if '%s' in params.resources else [] }}" % (
             list(ARTIFACTS), HISTORY)
+        pause = CutoverPauseOperator(
+            task_id="cutover_pause_source", enabled=cutover, dag_ids="{{ params.dag_ids }}",
+            history_enabled=history_enabled, timeout_minutes=timeout, **common,
+        )
+        expected[pause.task_id] = cutover
         discover = DiscoverDagsOperator(
             task_id="discover_dags",
             dag_ids="{{ params.dag_ids }}",
             enabled=history_enabled,
             full_comparison="{{ params.full_comparison }}",
-            source_conn_id=common["source_conn_id"],
-            target_conn_id=common["target_conn_id"],
+            **connections,
         )
         selection = {"runs_limit": "{{ params.runs_limit }}", "since": "{{ params.since }}"}
 
@@ -169,8 +242,7 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
                 task_id="task_instances", source_dag=source_dag, plan=runs.output, **selection, **common
             )
             copies = [
-                operator(task_id=kind, source_dag=source_dag, plan=runs.output,
-                         enabled="{{ '%s' in params.resources and '%s' in params.resources }}" % (kind, HISTORY),
+                operator(task_id=kind, source_dag=source_dag, plan=runs.output, enabled=_selected(kind, HISTORY),
                          **selection, **common)
                 for kind, operator in ARTIFACTS.items()
             ]
@@ -179,18 +251,31 @@ def build_migration_dag(dag_id: str = "starship_migration", **dag_kwargs: Any) -
                 siblings=[runs.task_id, tis.task_id], artifact_siblings={c.task_id: c.resource for c in copies},
                 **selection, **common,
             )
-            runs >> tis >> copies >> tries
+            check = HistoryValidationOperator(
+                task_id="validate", source_dag=source_dag, plan=runs.output,
+                enabled="{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY,
+                **selection, **common,
+            )
+            runs >> tis >> copies >> tries >> check
 
         per_dag = history.expand(source_dag=discover.output)
         for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
             expected[task_id] = history_enabled
         for kind in ARTIFACTS:
-            expected[f"history.{kind}"] = "{{ '%s' in params.resources and '%s' in params.resources }}" % (kind, HISTORY)
+            expected[f"history.{kind}"] = _selected(kind, HISTORY)
+        expected["history.validate"] = "{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY
+        unpause = CutoverUnpauseOperator(
+            task_id="cutover_unpause_target", enabled=cutover, pause_task_id=pause.task_id,
+            mirror_paused="{{ params.mirror_paused | default(true) }}", timeout_minutes=timeout, **common,
+        )
+        expected[unpause.task_id] = cutover
         report = MigrationReportOperator(
             task_id="report",
             expected=expected,
             mapped={task_id: discover.task_id for task_id in expected if task_id.startswith("history.")},
         )
-        settings >> report
-        per_dag >> report
+        guard >> [settings, pause]
+        pause >> discover
+        settings >> validate_settings
+        [validate_settings, per_dag] >> unpause >> report
     return dag

@@ -31,6 +31,14 @@ def is_marker_key(key: str) -> bool:
     return key.startswith(PREFIX)
 
 
+#: Every variable this package keeps on the target starts with this (never a user variable).
+INTERNAL_PREFIX = "starship_dags."
+
+
+def is_internal_key(key: str) -> bool:
+    return key.startswith(INTERNAL_PREFIX)
+
+
 def page_digest(runs: list[dict[str, Any]]) -> str:
     pairs = sorted((r["run_id"], str(r.get("state"))) for r in runs)
     return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:32]

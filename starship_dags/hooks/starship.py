@@ -967,6 +967,28 @@ class StarshipHook(HttpHook):
             self._json("POST", route, prefix=self.rest_prefix, json={"key": key, "value": value, "map_index": map_index},
                        item=item)
 
+    def rest_dag(self, dag_id: str) -> dict[str, Any] | None:
+        """The REST API's view of one DAG (pause state, next run, file token); None if unknown."""
+        response = self.request("GET", f"dags/{quote(dag_id, safe='')}", prefix=self.rest_prefix, ok_statuses=(404,),
+                                item=f"DAG {dag_id!r}")
+        return None if response.status_code == 404 else response.json()
+
+    def rest_active_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Queued and running runs of a DAG (none when the DAG is unknown)."""
+        response = self.request(
+            "GET", f"dags/{quote(dag_id, safe='')}/dagRuns", prefix=self.rest_prefix, ok_statuses=(404,),
+            params={"state": ["queued", "running"], "limit": 100}, item=f"DAG {dag_id!r}",
+        )
+        return [] if response.status_code == 404 else list(response.json().get("dag_runs") or [])
+
+    def rest_reparse(self, file_token: str) -> bool:
+        """Ask an Airflow 3 DAG processor to parse a DAG file soon; False where there is no such route."""
+        if self.airflow_major < 3:
+            return False
+        response = self.request("PUT", f"parseDagFile/{quote(file_token, safe='')}", prefix=self.rest_prefix,
+                                ok_statuses=(404, 409))
+        return response.status_code < 300
+
     # ------------------------------------------------------------------ misc
 
     def test_connection(self) -> tuple[bool, str]:

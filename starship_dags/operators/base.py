@@ -153,7 +153,8 @@ class KeyedResourceOperator(MigrationOperator):
 
     # -- per resource
 
-    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+    @classmethod
+    def list_items(cls, hook: StarshipHook) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:

@@ -73,7 +73,8 @@ class ConnectionsMigrationOperator(KeyedResourceOperator):
             "only: rename it on the source (or recreate it on the target under a valid id)"
         )
 
-    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+    @classmethod
+    def list_items(cls, hook: StarshipHook) -> list[dict[str, Any]]:
         return hook.get_connections()
 
     def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ Queued and running runs are skipped and counted; the next run picks them up.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from starship_dags import sync_state
@@ -40,6 +40,25 @@ FINISHED_RUN_STATES = frozenset({"success", "failed"})
 RUN_PAGE = 500  # runs per GET of dag_runs
 TI_PAGE_RUNS = 100  # runs per GET of task instances (their task instances come along)
 TARGET_TI_PAGE_RUNS = 500
+
+
+def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``("pending", position, run)`` for each unfinished run, ``("selected", position, run)`` for
+    each finished run the selection (``since``, ``runs_limit``) keeps; positions count every run."""
+    since = parse_datetime(selection["since"]) if selection.get("since") else None
+    limit = int(selection.get("runs_limit") or 0)
+    kept = 0
+    for position, run in enumerate(runs):
+        if run.get("state") not in FINISHED_RUN_STATES:
+            yield "pending", position, run
+            continue
+        when = parse_datetime(run.get("logical_date") or run.get("execution_date") or run.get("run_after"))
+        if since and (when is None or when < since):
+            continue
+        if limit and kept >= limit:
+            continue
+        kept += 1
+        yield "selected", position, run
 
 
 class DiscoverDagsOperator(StarshipOperator):
@@ -204,21 +223,14 @@ class DagRunsMigrationOperator(HistoryOperator):
             if when is not None:
                 target_by_date[when] = run["run_id"]
 
-        since = parse_datetime(selection["since"]) if selection["since"] else None
-        limit = selection["runs_limit"]
         selected: list[tuple[int, dict[str, Any]]] = []
         pending: list[str] = []
-        for position, run in enumerate(source.iter_dag_runs(dag_id, page_size=RUN_PAGE, first=first)):
-            if run.get("state") not in FINISHED_RUN_STATES:
+        for kind, position, run in classify_runs(source.iter_dag_runs(dag_id, page_size=RUN_PAGE, first=first), selection):
+            if kind == "pending":
                 summary.add("skipped", f"run {run['run_id']!r}", f"{run.get('state')}: picked up by a later run")
                 pending.append(run["run_id"])
-                continue
-            when = parse_datetime(run.get("logical_date") or run.get("execution_date") or run.get("run_after"))
-            if since and (when is None or when < since):
-                continue
-            if limit and len(selected) >= limit:
-                continue
-            selected.append((position, run))
+            else:
+                selected.append((position, run))
 
         to_create, clashes = [], []
         for _, run in selected:
@@ -424,6 +436,7 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
 
 __all__ = [
     "DagRunsMigrationOperator",
+    "classify_runs",
     "DiscoverDagsOperator",
     "TaskInstanceHistoryMigrationOperator",
     "TaskInstancesMigrationOperator",

@@ -24,7 +24,8 @@ class PoolsMigrationOperator(KeyedResourceOperator):
             "include_deferred": bool(item.get("include_deferred") or False),
         }
 
-    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
+    @classmethod
+    def list_items(cls, hook: StarshipHook) -> list[dict[str, Any]]:
         return hook.get_pools()
 
     def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ from airflow.exceptions import AirflowException
 
 from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool
+from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
+from starship_dags.operators.guard import GUARD_TASK_ID, SKIP_REASON_KEY
 from starship_dags.report import Summary, format_table
 
 
@@ -31,6 +33,10 @@ class MigrationReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
+        guarded = ti.xcom_pull(task_ids=GUARD_TASK_ID, key=SKIP_REASON_KEY) if self.has_dag() and GUARD_TASK_ID in self.dag.task_ids else None
+        if guarded:  # the whole run stood aside for another migration run
+            self.log.info("Nothing migrated in this run: %s", guarded)
+            return {"summaries": [], "missing": [], "failed": 0, "table": "", "skipped": guarded}
         summaries: list[Summary] = []
         missing: list[str] = []
         for task_id, enabled in self.expected.items():
@@ -64,6 +70,8 @@ class MigrationReportOperator(BaseOperator):
             "missing": missing,
             "failed": failed,
             "table": table,
+            # names only: connections and variables the source defines in its environment
+            "environment_only": [n for s in summaries if s.resource == ENVIRONMENT for n in s.skipped_items],
         }
         if missing:
             self.log.error(

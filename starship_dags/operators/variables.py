@@ -7,7 +7,7 @@ from typing import Any
 from starship_dags.compat import is_sensitive_key
 from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import KeyedResourceOperator
-from starship_dags.sync_state import is_marker_key
+from starship_dags.sync_state import is_internal_key
 
 
 class VariablesMigrationOperator(KeyedResourceOperator):
@@ -21,9 +21,10 @@ class VariablesMigrationOperator(KeyedResourceOperator):
     def secret_values(self, item: dict[str, Any]) -> list[str]:
         return [item["val"]] if is_sensitive_key(item["key"]) and item.get("val") else []
 
-    def list_items(self, hook: StarshipHook) -> list[dict[str, Any]]:
-        # The migration's own incremental-sync markers are not user variables.
-        return [v for v in hook.get_variables() if not is_marker_key(v["key"])]
+    @classmethod
+    def list_items(cls, hook: StarshipHook) -> list[dict[str, Any]]:
+        # The migration's own state (sync markers, cutover records) is not user variables.
+        return [v for v in hook.get_variables() if not is_internal_key(v["key"])]
 
     def create_item(self, hook: StarshipHook, item: dict[str, Any]) -> None:
         hook.create_variable(item)

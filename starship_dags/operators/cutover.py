@@ -1,0 +1,262 @@
+"""Cutover: stop the DAGs on the source, copy their last runs, start them on the target.
+
+1. :class:`CutoverPauseOperator` (before the history is copied) records each selected DAG's pause
+   state on the target, pauses the DAGs on the source, and waits, up to a timeout, until none
+   of their runs is queued or running there. If they do not drain in time, it unpauses what it
+   paused and fails: the source goes on as before.
+2. The history tasks then make the final incremental sync, and validation counts it.
+3. :class:`CutoverUnpauseOperator` unpauses each DAG on the target, but only once the target's
+   scheduler has taken the migrated runs into account: its next run must lie after the last
+   migrated scheduled run. Until the target re-parses the DAG file it may still point at an
+   older interval, and unpausing then lets the scheduler create runs for intervals that already
+   ran on the source (Starship issue #112). On Airflow 3 the target is asked to re-parse at once.
+   DAGs that were paused on the source before the cutover stay paused on the target when
+   ``mirror_paused`` is set.
+
+The recorded pause states live on the target as variables ``starship_dags.cutover.<dag_id>``, so a
+rerun after a failure still knows which DAGs were paused before the cutover began; each is
+deleted once its DAG is settled on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
+from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE
+from starship_dags.report import Summary
+from starship_dags.sync_state import INTERNAL_PREFIX
+from starship_dags.translate import parse_datetime
+
+RESOURCE = "cutover"
+RECORD_PREFIX = INTERNAL_PREFIX + "cutover."
+ACTIVE_STATES = frozenset({"queued", "running"})
+ACTIVE_PAGE = 100  # newest runs examined per DAG (queued runs sort first, running ones next)
+AUTOMATED_RUN_TYPES = frozenset({"scheduled", "backfill"})
+POLL_SECONDS = 10
+
+
+def _record_key(dag_id: str) -> str:
+    return RECORD_PREFIX + dag_id
+
+
+def read_records(target: StarshipHook) -> dict[str, bool]:
+    """DAG id -> whether it was paused on the source before its cutover began."""
+    records = {}
+    for variable in target.get_variables():
+        if variable["key"].startswith(RECORD_PREFIX):
+            try:
+                records[variable["key"][len(RECORD_PREFIX):]] = bool(json.loads(variable.get("val") or "{}")["was_paused"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return records
+
+
+class _CutoverOperator(MigrationOperator):
+    resource = RESOURCE
+    template_fields = (*MigrationOperator.template_fields, "timeout_minutes")
+
+    def __init__(self, *, timeout_minutes: Any = 30, poll_seconds: float = POLL_SECONDS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout_minutes = timeout_minutes
+        self.poll_seconds = poll_seconds
+
+    def deadline(self) -> float:
+        minutes = float(self.timeout_minutes or 0)
+        if minutes <= 0:
+            raise ValueError(f"the cutover timeout must be a positive number of minutes; got {self.timeout_minutes!r}")
+        return time.monotonic() + minutes * 60
+
+    def execute(self, context: Any) -> Any:
+        if not as_bool(self.enabled):  # not a skip: the tasks after this one must still run
+            self.log.info("Cutover not selected for this run")
+            return {"dags": {}}
+        return super().execute(context)
+
+
+class CutoverPauseOperator(_CutoverOperator):
+    """Pause the selected DAGs on the source and wait until their runs have drained.
+
+    :param dag_ids: the DAGs to cut over; empty means every DAG of the source except this package's.
+    :param history_enabled: whether DAG history is selected (a cutover without it is refused).
+    """
+
+    template_fields = (*_CutoverOperator.template_fields, "dag_ids", "history_enabled")
+
+    def __init__(self, *, dag_ids: Any = None, history_enabled: Any = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dag_ids = dag_ids
+        self.history_enabled = history_enabled
+
+    def execute(self, context: Any) -> Any:
+        self.result: dict[str, Any] = {"dags": {}}
+        super().execute(context)
+        return self.result
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        if not as_bool(self.history_enabled):
+            raise AirflowException("cutover needs 'dag_history' among the resources: the last runs must be copied")
+        deadline = self.deadline()
+        source, target = self.source_hook, self.target_hook
+        on_source = {d["dag_id"]: bool(d.get("is_paused")) for d in source.get_dags()}
+        wanted = as_name_list(self.dag_ids)
+        for dag_id in wanted:
+            if dag_id not in on_source:
+                summary.add("failed", f"DAG {dag_id!r}", "not on the source")
+        dag_ids = sorted((set(wanted) & set(on_source)) if wanted else set(on_source))
+        dag_ids = [d for d in dag_ids if d not in MIGRATION_DAG_IDS and d != context["dag"].dag_id]
+        recorded = read_records(target)
+        states = {}
+        for dag_id in dag_ids:
+            # A rerun keeps the state recorded before this package paused the DAG.
+            states[dag_id] = recorded.get(dag_id, on_source[dag_id])
+            if summary.dry_run:
+                summary.add("unchanged" if on_source[dag_id] else "updated", f"DAG {dag_id!r}")
+                continue
+            if dag_id not in recorded:
+                target.create_variable({
+                    "key": _record_key(dag_id),
+                    "val": json.dumps({"was_paused": on_source[dag_id]}),
+                    "description": "starship_dags cutover: pause state on the source before the cutover",
+                })
+            if on_source[dag_id]:
+                summary.add("unchanged", f"DAG {dag_id!r}")
+            else:
+                source.set_dag_paused(dag_id, True)
+                summary.add("updated", f"DAG {dag_id!r}")
+        self.result = {"dags": states}
+        summary.notes.append(
+            f"{len(dag_ids)} DAG(s) paused on the source" + (" (dry run: nothing paused)" if summary.dry_run else "")
+        )
+        if summary.dry_run or not dag_ids:
+            return
+        self._wait_for_drain(summary, dag_ids, states, deadline)
+
+    def _wait_for_drain(self, summary: Summary, dag_ids: list[str], states: dict[str, bool], deadline: float) -> None:
+        busy = list(dag_ids)
+        while True:
+            active: dict[str, list[str]] = {}
+            for dag_id in busy:
+                page = self.source_hook.get_dag_runs(dag_id, limit=ACTIVE_PAGE, offset=0)
+                runs = [r["run_id"] for r in page.get("dag_runs") or [] if r.get("state") in ACTIVE_STATES]
+                if runs:
+                    active[dag_id] = runs
+            if not active:
+                self.log.info("No queued or running runs left on the source for %d DAG(s)", len(dag_ids))
+                return
+            busy = sorted(active)
+            listing = "; ".join(f"{d}: {', '.join(r[:3])}{' …' if len(r) > 3 else ''}" for d, r in active.items())
+            if time.monotonic() >= deadline:
+                restored = [d for d in dag_ids if not states[d]]
+                for dag_id in dag_ids:  # the cutover is called off: the source goes on as before
+                    if not states[dag_id]:
+                        self.source_hook.set_dag_paused(dag_id, False)
+                    self.target_hook.delete_variable(_record_key(dag_id))
+                summary.add(
+                    "failed", "cutover",
+                    f"runs still queued or running on the source after {self.timeout_minutes} min ({listing}); "
+                    f"the {len(restored)} DAG(s) this task paused were unpaused again",
+                )
+                return
+            self.log.info("Waiting for %d run(s) to finish on the source: %s",
+                          sum(len(r) for r in active.values()), listing)
+            time.sleep(self.poll_seconds)
+
+
+def last_automated_run(target: StarshipHook, dag_id: str) -> datetime | None:
+    """The latest logical date among the target's scheduled and backfill runs of a DAG."""
+    page = target.get_dag_runs(dag_id, limit=RUN_PAGE, offset=0)
+    dates = [
+        parse_datetime(r.get("logical_date") or r.get("execution_date"))
+        for r in page.get("dag_runs") or []
+        if str(r.get("run_type")) in AUTOMATED_RUN_TYPES
+    ]
+    dates = [d for d in dates if d is not None]
+    return max(dates) if dates else None
+
+
+def next_run(dag: dict[str, Any]) -> datetime | None:
+    """The logical date of the scheduler's next run of a DAG, from the REST API (Airflow 2 or 3)."""
+    return parse_datetime(dag.get("next_dagrun_logical_date") or dag.get("next_dagrun"))
+
+
+class CutoverUnpauseOperator(_CutoverOperator):
+    """Unpause the cut-over DAGs on the target once their next run lies after the migrated runs.
+
+    :param pause_task_id: the :class:`CutoverPauseOperator` task, whose return value lists the DAGs.
+    :param mirror_paused: leave DAGs paused on the target that were paused on the source before.
+    """
+
+    template_fields = (*_CutoverOperator.template_fields, "mirror_paused")
+
+    def __init__(self, *, pause_task_id: str, mirror_paused: Any = True, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")
+        super().__init__(**kwargs)
+        self.pause_task_id = pause_task_id
+        self.mirror_paused = mirror_paused
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        paused = (context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}).get("dags") or {}
+        if not paused:
+            summary.notes.append("no DAG was paused on the source; nothing to unpause")
+            return
+        deadline = self.deadline()
+        target = self.target_hook
+        waiting: dict[str, datetime | None] = {}
+        for dag_id, was_paused in sorted(paused.items()):
+            if summary.dry_run:
+                summary.notes.append(f"{dag_id}: would be {'left paused' if was_paused and as_bool(self.mirror_paused) else 'unpaused'}")
+                continue
+            dag = target.rest_dag(dag_id)
+            if dag is None:
+                summary.add("failed", f"DAG {dag_id!r}", "not on the target: deploy its file there, then run the cutover again")
+                continue
+            if was_paused and as_bool(self.mirror_paused):
+                if not dag.get("is_paused"):
+                    target.set_dag_paused(dag_id, True)
+                target.delete_variable(_record_key(dag_id))
+                summary.add("unchanged", f"DAG {dag_id!r}")
+                summary.notes.append(f"{dag_id}: left paused (it was paused on the source before the cutover)")
+                continue
+            waiting[dag_id] = last_automated_run(target, dag_id)
+            if dag.get("file_token"):
+                target.rest_reparse(dag["file_token"])
+        self._unpause_when_ready(summary, waiting, deadline)
+
+    def _unpause_when_ready(self, summary: Summary, waiting: dict[str, datetime | None], deadline: float) -> None:
+        target = self.target_hook
+        while waiting:
+            for dag_id, last in sorted(waiting.items()):
+                nxt = next_run(target.rest_dag(dag_id) or {})
+                if last is not None and nxt is not None and nxt <= last:
+                    continue  # the target's scheduler has not seen the migrated runs yet
+                target.set_dag_paused(dag_id, False)
+                target.delete_variable(_record_key(dag_id))
+                del waiting[dag_id]
+                summary.add("updated", f"DAG {dag_id!r}")
+                summary.notes.append(
+                    f"{dag_id}: unpaused on the target; last migrated scheduled run "
+                    f"{last.isoformat() if last else 'none'}, next run {nxt.isoformat() if nxt else 'none scheduled'}"
+                )
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                for dag_id, last in sorted(waiting.items()):
+                    summary.add(
+                        "failed", f"DAG {dag_id!r}",
+                        f"left paused: after {self.timeout_minutes} min the target's next run is still not after the "
+                        f"last migrated run ({last.isoformat()}); check that the target parses the DAG file, then unpause it",
+                    )
+                return
+            self.log.info("Waiting for the target to re-parse %d DAG(s) before unpausing: %s",
+                          len(waiting), ", ".join(sorted(waiting)))
+            time.sleep(self.poll_seconds)
+
+
+__all__ = ["CutoverPauseOperator", "CutoverUnpauseOperator", "last_automated_run", "next_run", "read_records"]

@@ -1,0 +1,55 @@
+"""Keeps the scheduled sync and a manual migration from writing into the target at the same time.
+
+The scheduled sync skips its run while a manual migration is queued or running on the target
+(the next sync picks up whatever is left). A manual migration waits, up to a timeout, for a
+running sync to finish. The sync never waits, so the two cannot wait for each other.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+from starship_dags.compat import AirflowSkipException
+from starship_dags.operators.base import StarshipOperator
+
+GUARD_TASK_ID = "guard"
+SKIP_REASON_KEY = "skip_reason"
+
+
+class ActiveRunGuardOperator(StarshipOperator):
+    """:param other_dag_id: the other migration DAG on the target.
+    :param wait: wait for its active runs (manual migration) instead of skipping (scheduled sync)."""
+
+    template_fields = (*StarshipOperator.template_fields, "timeout_minutes")
+    ui_color = "#eeeeee"
+
+    def __init__(self, *, other_dag_id: str, wait: bool, timeout_minutes: Any = 30, poll_seconds: float = 15,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.other_dag_id = other_dag_id
+        self.wait = wait
+        self.timeout_minutes = timeout_minutes
+        self.poll_seconds = poll_seconds
+
+    def execute(self, context: Any) -> None:
+        deadline = time.monotonic() + float(self.timeout_minutes or 0) * 60
+        while True:
+            active = self.target_hook.rest_active_runs(self.other_dag_id)
+            if not active:
+                return
+            runs = ", ".join(str(r.get("dag_run_id") or r.get("run_id")) for r in active[:3])
+            message = f"{self.other_dag_id} is active on the target ({runs})"
+            if not self.wait:
+                message += ": this run skips; the next one picks up what is left"
+                context["ti"].xcom_push(key=SKIP_REASON_KEY, value=message)
+                raise AirflowSkipException(message)
+            if time.monotonic() >= deadline:
+                raise AirflowException(f"{message} for more than {self.timeout_minutes} min; try again later")
+            self.log.info("%s; waiting for it to finish", message)
+            time.sleep(self.poll_seconds)
+
+
+__all__ = ["GUARD_TASK_ID", "SKIP_REASON_KEY", "ActiveRunGuardOperator"]

@@ -1,0 +1,131 @@
+"""Validation: after the copy, count what the source holds and what of it the target holds.
+
+Counts are taken independently of the copying tasks' own bookkeeping: both sides are read again.
+A count that differs is a failure of the ``validation`` resource, so the report fails; the missing
+items are named (the first few). A DAG whose runs task found it unchanged since the last complete
+sync is not recounted, which keeps an idle scheduled sync cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from starship_dags import sync_state
+from starship_dags.operators.base import MigrationOperator, as_name_list
+from starship_dags.operators.history import (
+    RUN_PAGE,
+    TARGET_TI_PAGE_RUNS,
+    TI_PAGE_RUNS,
+    HistoryOperator,
+    classify_runs,
+)
+from starship_dags.report import Summary
+from starship_dags.translate import ti_natural_key
+
+RESOURCE = "validation"
+SHOWN_MISSING = 5  # missing items named per failed count
+
+
+def compare_counts(summary: Summary, what: str, source_keys: Iterable[Any], target_keys: Iterable[Any]) -> bool:
+    """One check: every source key must be on the target. Notes the counts, names what is missing."""
+    wanted = set(source_keys)
+    present = wanted & set(target_keys)
+    summary.notes.append(f"{what}: source {len(wanted)}, target {len(present)}")
+    missing = sorted(wanted - present, key=str)
+    if not missing:
+        summary.add("unchanged", what)
+        return True
+    shown = ", ".join(_show(k) for k in missing[:SHOWN_MISSING])
+    more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+    summary.add("failed", what, f"source {len(wanted)}, target {len(present)}; missing: {shown}{more}")
+    return False
+
+
+def _show(key: Any) -> str:
+    if isinstance(key, tuple):  # (dag_id, run_id, task_id, map_index)
+        _, run_id, task_id, map_index = key[:4]
+        return f"{run_id}/{task_id}" + (f"[{map_index}]" if map_index not in (-1, None) else "")
+    return repr(key)
+
+
+class SettingsValidationOperator(MigrationOperator):
+    """Pools, variables and connections: the selected source keys, and how many of them the target has.
+
+    :param selected_resources: the selected resources (only the keyed ones are counted).
+    :param names: resource -> the names selected for it (empty: all).
+    """
+
+    resource = RESOURCE
+    template_fields = (*MigrationOperator.template_fields, "selected_resources", "names")
+
+    def __init__(self, *, keyed: dict[str, Any], selected_resources: Any, names: dict[str, Any], **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed_min_one_success")
+        super().__init__(**kwargs)
+        self.keyed = keyed  # resource -> its KeyedResourceOperator class
+        self.selected_resources = selected_resources
+        self.names = names
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        selected = [r for r in as_name_list(self.selected_resources) if r in self.keyed]
+        for resource in selected:
+            operator = self.keyed[resource]
+            source = {item[operator.key_field] for item in operator.list_items(self.source_hook)}
+            wanted = as_name_list((self.names or {}).get(resource)) or sorted(source)
+            target = {item[operator.key_field] for item in operator.list_items(self.target_hook)}
+            # Names not on the source were reported by the copying task; count what the source has.
+            compare_counts(summary, resource, [k for k in wanted if k in source], target)
+
+
+class HistoryValidationOperator(HistoryOperator):
+    """One DAG: its selected finished runs, and their task instances, on both sides."""
+
+    resource = RESOURCE
+    template_fields = (*HistoryOperator.template_fields, "plan")
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed_min_one_success")
+        super().__init__(**kwargs)
+        self.plan = plan
+
+    def migrate(self, summary: Summary, context: Any) -> None:
+        dag_id = self.dag_to_migrate
+        if self.source_dag.get("problem"):
+            summary.add("skipped", f"DAG {dag_id!r}", "not migrated (see dag_runs)")
+            return
+        if (self.plan or {}).get("idle"):
+            summary.notes.append("unchanged since the last complete sync; not recounted")
+            return
+        source, target = self.source_hook, self.target_hook
+        selected = [
+            (position, run) for kind, position, run in classify_runs(source.iter_dag_runs(dag_id, page_size=RUN_PAGE),
+                                                                   self.selection())
+            if kind == "selected"
+        ]
+        wanted = {run["run_id"] for _, run in selected}
+        runs_ok = compare_counts(summary, "runs", wanted, (r["run_id"] for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)))
+        source_tis = self._source_task_instances(dag_id, wanted, depth=max((p for p, _ in selected), default=-1) + 1)
+        target_tis = (ti_natural_key(r) for r in target.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
+                      if r["run_id"] in wanted)
+        tis_ok = compare_counts(summary, "task instances", source_tis, target_tis)
+        if not (runs_ok and tis_ok) and not summary.dry_run:
+            sync_state.delete_marker(target, dag_id)  # the next run compares everything again
+            self.log.info("%s: counts differ; the sync marker is removed so the next run compares all runs", dag_id)
+
+    def _source_task_instances(self, dag_id: str, wanted: set[str], depth: int) -> set[tuple]:
+        """Task instance keys of the wanted runs, read as deep as they lie (deeper if runs moved)."""
+        keys: set[tuple] = set()
+        unseen = set(wanted)
+        offset, total = 0, depth
+        while offset < depth or (unseen and offset < total):
+            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+            total = max(total, int(page.get("dag_run_count") or 0))
+            for row in page.get("task_instances") or []:
+                if row["run_id"] in wanted:
+                    keys.add(ti_natural_key(row))
+                    unseen.discard(row["run_id"])
+            offset += TI_PAGE_RUNS
+        return keys
+
+
+__all__ = ["HistoryValidationOperator", "SettingsValidationOperator", "compare_counts"]
