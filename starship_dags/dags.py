@@ -110,14 +110,14 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
     }
     for resource, (_, param_name, title) in KEYED_RESOURCES.items():
         params[param_name] = Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],  # optional: the trigger forms leave an empty field as null
             items={"type": "string"},
             title=title,
             description=f"Only these {resource}; empty means all.",
         )
     params["dag_ids"] = Param(
-        [], type="array", items={"type": "string"}, title="DAG ids",
+        None, type=["null", "array"], items={"type": "string"}, title="DAG ids",
         description="Whose history to migrate (and cut over); empty means every DAG of the source.",
     )
     params["runs_limit"] = Param(
@@ -125,7 +125,7 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
         description="Copy at most this many of the newest finished runs of each DAG; 0 means all.",
     )
     params["since"] = Param(
-        "", type="string", title="Runs since",
+        None, type=["null", "string"], title="Runs since",
         description="Only runs whose logical date is on or after this date (e.g. 2024-06-01); empty means all.",
     )
     params["full_comparison"] = Param(

@@ -46,6 +46,7 @@ ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detec
 VIEWER_USER = "viewer"  # Airflow 2: may log in but not read the configuration, so not use Starship
 VIEWER_PASSWORD = "V1ewer-pw-0c8d2e"
 MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
+SYNC_DAG = ROOT / "dags" / "starship_sync.py"
 ASTRO_LOG_MOUNT = Path("/usr/local/airflow/logs")  # where Starship's /task_log reads and writes
 HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"
 
