@@ -278,6 +278,10 @@ class DagRunsMigrationOperator(HistoryOperator):
             "scan_runs": total if marker is None else deepest + 1,
             "source_major": source.airflow_major,  # spares the children a version request
             "source_total": total,
+            # the newest end date among the runs this copy selected: validation leaves out runs that
+            # finished later (a live source goes on running while the copy is made)
+            "source_cutoff": max((str(r["end_date"]) for _, r in selected if r.get("end_date")),
+                                 key=lambda d: parse_datetime(d), default=None),
             "marker": sync_state.make_marker(
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
             ),

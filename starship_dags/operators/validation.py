@@ -8,7 +8,7 @@ sync is not recounted, which keeps an idle scheduled sync cheap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from starship_dags import sync_state
@@ -21,7 +21,7 @@ from starship_dags.operators.history import (
     classify_runs,
 )
 from starship_dags.report import Summary
-from starship_dags.translate import ti_natural_key
+from starship_dags.translate import parse_datetime, ti_natural_key
 
 RESOURCE = "validation"
 SHOWN_MISSING = 5  # missing items named per failed count
@@ -97,11 +97,14 @@ class HistoryValidationOperator(HistoryOperator):
             summary.notes.append("unchanged since the last complete sync; not recounted")
             return
         source, target = self.source_hook, self.target_hook
+        newer: list[str] = []
         selected = [
-            (position, run) for kind, position, run in classify_runs(source.iter_dag_runs(dag_id, page_size=RUN_PAGE),
-                                                                   self.selection())
+            (position, run) for kind, position, run in classify_runs(
+                self._as_copied(source.iter_dag_runs(dag_id, page_size=RUN_PAGE), newer), self.selection())
             if kind == "selected"
         ]
+        if newer:
+            summary.notes.append(f"{len(newer)} run(s) finished after the copy read the source; the next run copies them")
         wanted = {run["run_id"] for _, run in selected}
         runs_ok = compare_counts(summary, "runs", wanted, (r["run_id"] for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)))
         source_tis = self._source_task_instances(dag_id, wanted, depth=max((p for p, _ in selected), default=-1) + 1)
@@ -111,6 +114,20 @@ class HistoryValidationOperator(HistoryOperator):
         if not (runs_ok and tis_ok) and not summary.dry_run:
             sync_state.delete_marker(target, dag_id)  # the next run compares everything again
             self.log.info("%s: counts differ; the sync marker is removed so the next run compares all runs", dag_id)
+
+    def _as_copied(self, runs: Iterable[dict[str, Any]], newer: list[str]) -> Iterator[dict[str, Any]]:
+        """The source's runs minus those that finished after the copy read it (they go in ``newer``)."""
+        plan = self.plan or {}
+        if "source_cutoff" not in plan:
+            yield from runs
+            return
+        cutoff = parse_datetime(plan["source_cutoff"]) if plan["source_cutoff"] else None
+        for run in runs:
+            ended = parse_datetime(run.get("end_date")) if run.get("end_date") else None
+            if ended is not None and (cutoff is None or ended > cutoff):
+                newer.append(run["run_id"])
+                continue
+            yield run
 
     def _source_task_instances(self, dag_id: str, wanted: set[str], depth: int) -> set[tuple]:
         """Task instance keys of the wanted runs, read as deep as they lie (deeper if runs moved)."""

@@ -242,3 +242,19 @@ def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeyp
     op.__dict__["target_hook"] = FakeRest(StarshipAuthError("t", "GET", "/api/v2/x", 401, "no"))
     with pytest.raises(StarshipAuthError):
         op.execute(_context())
+
+
+def test_validation_leaves_out_runs_that_finished_after_the_copy():
+    from starship_dags.operators.validation import HistoryValidationOperator
+
+    op = HistoryValidationOperator(task_id="validate", source_dag={"dag_id": "d"},
+                                   plan={"source_cutoff": "2026-01-01T10:00:00+00:00"})
+    runs = [{"run_id": "late", "end_date": "2026-01-01T10:00:01+00:00"},
+            {"run_id": "seen", "end_date": "2026-01-01T10:00:00+00:00"},
+            {"run_id": "no_end", "end_date": None}]
+    newer = []
+    assert [r["run_id"] for r in op._as_copied(runs, newer)] == ["seen", "no_end"]
+    assert newer == ["late"]
+    op.plan = {"source_cutoff": None}  # the copy selected no finished run: every finished one is newer
+    newer = []
+    assert [r["run_id"] for r in op._as_copied(runs, newer)] == ["no_end"]
