@@ -266,7 +266,12 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         expected["history.validate"] = "{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY
         unpause = CutoverUnpauseOperator(
             task_id="cutover_unpause_target", enabled=cutover, pause_task_id=pause.task_id,
-            mirror_paused="{{ params.mirror_paused | default(true) }}", timeout_minutes=timeout, **common,
+            discover_task_id=discover.task_id, mirror_paused="{{ params.mirror_paused | default(true) }}",
+            # a DAG is unpaused on the target only when these left clean summaries
+            settings_checks={t: e for t, e in expected.items() if t.startswith("settings.") and t != environment.task_id}
+            | {validate_settings.task_id: validate_settings.enabled},
+            dag_checks={t: e for t, e in expected.items() if t.startswith("history.")},
+            timeout_minutes=timeout, **common,
         )
         expected[unpause.task_id] = cutover
         report = MigrationReportOperator(

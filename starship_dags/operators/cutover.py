@@ -193,13 +193,35 @@ class CutoverUnpauseOperator(_CutoverOperator):
     :param mirror_paused: leave DAGs paused on the target that were paused on the source before.
     """
 
-    template_fields = (*_CutoverOperator.template_fields, "mirror_paused")
+    template_fields = (*_CutoverOperator.template_fields, "mirror_paused", "settings_checks", "dag_checks")
 
-    def __init__(self, *, pause_task_id: str, mirror_paused: Any = True, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "none_failed")
+    def __init__(self, *, pause_task_id: str, discover_task_id: str, mirror_paused: Any = True,
+                 settings_checks: dict[str, Any] | None = None, dag_checks: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")  # decides per DAG from the summaries
         super().__init__(**kwargs)
         self.pause_task_id = pause_task_id
+        self.discover_task_id = discover_task_id
         self.mirror_paused = mirror_paused
+        self.settings_checks = settings_checks or {}  # task id -> whether it was meant to run
+        self.dag_checks = dag_checks or {}  # mapped task id (one per DAG) -> whether it was meant to run
+
+    def incomplete(self, context: Any) -> dict[str, str]:
+        """DAG id (``*``: all) -> which task did not finish cleanly for it."""
+        ti = context["ti"]
+        problems = {}
+        for task_id, enabled in self.settings_checks.items():
+            found = ti.xcom_pull(task_ids=task_id, key="summary") if as_bool(enabled) else {}
+            if not isinstance(found, dict) or found.get("failed"):
+                problems["*"] = f"{task_id} did not finish cleanly"
+        for index, spec in enumerate(ti.xcom_pull(task_ids=self.discover_task_id) or []):
+            problems.setdefault(spec["dag_id"], "")
+            for task_id, enabled in self.dag_checks.items():
+                found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=index) if as_bool(enabled) else {}
+                if not isinstance(found, dict) or found.get("failed"):
+                    problems[spec["dag_id"]] = f"{task_id} did not finish cleanly"
+                    break
+        return problems
 
     def migrate(self, summary: Summary, context: Any) -> None:
         paused = (context["ti"].xcom_pull(task_ids=self.pause_task_id) or {}).get("dags") or {}
@@ -208,10 +230,16 @@ class CutoverUnpauseOperator(_CutoverOperator):
             return
         deadline = self.deadline()
         target = self.target_hook
+        problems = self.incomplete(context)
         waiting: dict[str, datetime | None] = {}
         for dag_id, was_paused in sorted(paused.items()):
             if summary.dry_run:
                 summary.notes.append(f"{dag_id}: would be {'left paused' if was_paused and as_bool(self.mirror_paused) else 'unpaused'}")
+                continue
+            problem = problems.get("*") or problems.get(dag_id, "its history was not migrated in this run")
+            if problem:
+                summary.add("failed", f"DAG {dag_id!r}", f"left paused on the target and the source: {problem}; "
+                            "fix that and run the cutover again")
                 continue
             dag = target.rest_dag(dag_id)
             if dag is None:

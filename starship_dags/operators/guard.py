@@ -20,6 +20,13 @@ GUARD_TASK_ID = "guard"
 SKIP_REASON_KEY = "skip_reason"
 
 
+def stood_aside(task: Any, context: Any) -> str | None:
+    """Why this DAG run stood aside for another migration run (None: it did not)."""
+    if not (task.has_dag() and GUARD_TASK_ID in task.dag.task_ids):
+        return None
+    return context["ti"].xcom_pull(task_ids=GUARD_TASK_ID, key=SKIP_REASON_KEY)
+
+
 class ActiveRunGuardOperator(StarshipOperator):
     """:param other_dag_id: the other migration DAG on the target.
     :param wait: wait for its active runs (manual migration) instead of skipping (scheduled sync)."""
@@ -59,4 +66,4 @@ class ActiveRunGuardOperator(StarshipOperator):
             time.sleep(self.poll_seconds)
 
 
-__all__ = ["GUARD_TASK_ID", "SKIP_REASON_KEY", "ActiveRunGuardOperator"]
+__all__ = ["GUARD_TASK_ID", "SKIP_REASON_KEY", "ActiveRunGuardOperator", "stood_aside"]

@@ -9,7 +9,7 @@ from airflow.exceptions import AirflowException
 from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
-from starship_dags.operators.guard import GUARD_TASK_ID, SKIP_REASON_KEY
+from starship_dags.operators.guard import stood_aside
 from starship_dags.report import Summary, format_table
 
 
@@ -33,7 +33,7 @@ class MigrationReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
-        guarded = ti.xcom_pull(task_ids=GUARD_TASK_ID, key=SKIP_REASON_KEY) if self.has_dag() and GUARD_TASK_ID in self.dag.task_ids else None
+        guarded = stood_aside(self, context)
         if guarded:  # the whole run stood aside for another migration run
             self.log.info("Nothing migrated in this run: %s", guarded)
             return {"summaries": [], "missing": [], "failed": 0, "table": "", "skipped": guarded}

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from starship_dags import sync_state
+from starship_dags.compat import AirflowSkipException
 from starship_dags.operators.base import MigrationOperator, as_name_list
+from starship_dags.operators.guard import stood_aside
 from starship_dags.operators.history import (
     RUN_PAGE,
     TARGET_TI_PAGE_RUNS,
@@ -49,7 +51,17 @@ def _show(key: Any) -> str:
     return repr(key)
 
 
-class SettingsValidationOperator(MigrationOperator):
+class _Validation:
+    """Runs after failures too (they are what counts reveal), but not in a run that stood aside."""
+
+    def execute(self, context: Any) -> Any:
+        reason = stood_aside(self, context)
+        if reason:
+            raise AirflowSkipException(reason)
+        return super().execute(context)
+
+
+class SettingsValidationOperator(_Validation, MigrationOperator):
     """Pools, variables and connections: the selected source keys, and how many of them the target has.
 
     :param selected_resources: the selected resources (only the keyed ones are counted).
@@ -60,7 +72,7 @@ class SettingsValidationOperator(MigrationOperator):
     template_fields = (*MigrationOperator.template_fields, "selected_resources", "names")
 
     def __init__(self, *, keyed: dict[str, Any], selected_resources: Any, names: dict[str, Any], **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "none_failed_min_one_success")
+        kwargs.setdefault("trigger_rule", "all_done")  # counts are most useful after a failure
         super().__init__(**kwargs)
         self.keyed = keyed  # resource -> its KeyedResourceOperator class
         self.selected_resources = selected_resources
@@ -77,14 +89,14 @@ class SettingsValidationOperator(MigrationOperator):
             compare_counts(summary, resource, [k for k in wanted if k in source], target)
 
 
-class HistoryValidationOperator(HistoryOperator):
+class HistoryValidationOperator(_Validation, HistoryOperator):
     """One DAG: its selected finished runs, and their task instances, on both sides."""
 
     resource = RESOURCE
     template_fields = (*HistoryOperator.template_fields, "plan")
 
     def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "none_failed_min_one_success")
+        kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
 

@@ -64,13 +64,18 @@ class FakeAirflow:
         return True
 
 
-def _context(pulled=None):
+def _context(xcoms=None):
+    """``xcoms``: (task id, key) or (task id, key, map index) -> value."""
+    xcoms = xcoms or {}
+
     class TI:
         def __init__(self):
             self.pushed = {}
 
-        def xcom_pull(self, task_ids=None, key="return_value", **_):
-            return pulled
+        def xcom_pull(self, task_ids=None, key="return_value", map_indexes=None):
+            if map_indexes is not None:
+                return xcoms.get((task_ids, key, map_indexes))
+            return xcoms.get((task_ids, key))
 
         def xcom_push(self, key, value):
             self.pushed[key] = value
@@ -141,27 +146,42 @@ def test_unpause_waits_until_the_next_run_is_after_the_last_migrated_run(monkeyp
             {"run_id": "s", "run_type": "scheduled", "logical_date": last.isoformat()}]
     target = FakeAirflow(dags={"a": True, "b": True}, runs={"a": runs},
                          next_runs={"a": ["2026-01-01T10:00:00+00:00"] * 3 + ["2026-01-01T10:06:00+00:00"]})
-    op = _wire(CutoverUnpauseOperator(task_id="u", pause_task_id="p", timeout_minutes=1, poll_seconds=0),
+    op = _wire(CutoverUnpauseOperator(task_id="u", pause_task_id="p", discover_task_id="d", timeout_minutes=1,
+                                      poll_seconds=0),
                FakeAirflow(), target)
     sleeps = []
     monkeypatch.setattr(cutover.time, "sleep", sleeps.append)
     summary = Summary(resource="cutover")
-    op.migrate(summary, _context({"dags": {"a": False, "b": True}}))
+    clean = {"failed": 0}
+    op.dag_checks = {"history.dag_runs": True, "history.validate": False}
+    op.settings_checks = {"validate_settings": True}
+    op.migrate(summary, _context({
+        ("p", "return_value"): {"dags": {"a": False, "b": True, "c": False, "d": False}},
+        ("d", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}, {"dag_id": "c"}],
+        ("history.dag_runs", "summary", 0): clean, ("history.dag_runs", "summary", 1): clean,
+        ("history.dag_runs", "summary", 2): {"failed": 1},  # c's copy failed: it stays paused
+        ("validate_settings", "summary"): clean,
+    }))
     assert target.dags == {"a": False, "b": True}  # b was paused on the source: mirrored
     assert ("reparse", "t") in target.calls
     assert any("next run 2026-01-01T10:06:00" in n for n in summary.notes), summary.notes
-    assert summary.updated == 1 and summary.unchanged == 1 and summary.failed == 0
+    assert summary.updated == 1 and summary.unchanged == 1
+    assert {f["item"]: f["reason"].split(": ")[1].split(";")[0] for f in summary.failures} == {
+        "DAG 'c'": "history.dag_runs did not finish cleanly", "DAG 'd'": "its history was not migrated in this run"}
+    assert not any(dag in ("c", "d") for _, dag in target.calls if _ == "unpause")
     assert len(sleeps) == 2  # not unpaused while the next run was still 10:00 (<= the last migrated 10:05)
 
 
 def test_unpause_gives_up_and_leaves_the_dag_paused(monkeypatch):
     runs = [{"run_id": "s", "run_type": "scheduled", "logical_date": "2026-01-01T10:05:00+00:00"}]
     target = FakeAirflow(dags={"a": True}, runs={"a": runs}, next_runs={"a": ["2026-01-01T10:00:00+00:00"]})
-    op = _wire(CutoverUnpauseOperator(task_id="u", pause_task_id="p", timeout_minutes=0.0001, poll_seconds=0),
+    op = _wire(CutoverUnpauseOperator(task_id="u", pause_task_id="p", discover_task_id="d",
+                                      timeout_minutes=0.0001, poll_seconds=0),
                FakeAirflow(), target)
     monkeypatch.setattr(cutover.time, "sleep", lambda _s: None)
     summary = Summary(resource="cutover")
-    op.migrate(summary, _context({"dags": {"a": False}}))
+    op.migrate(summary, _context({("p", "return_value"): {"dags": {"a": False}},
+                                  ("d", "return_value"): [{"dag_id": "a"}]}))
     assert target.dags == {"a": True}
     assert summary.failed == 1 and "left paused" in summary.failures[0]["reason"]
 
