@@ -60,6 +60,10 @@ class ActiveRunGuardOperator(StarshipOperator):
                 message += ": this run skips; the next one picks up what is left"
                 context["ti"].xcom_push(key=SKIP_REASON_KEY, value=message)
                 raise AirflowSkipException(message)
+            if (self.target_hook.rest_dag(self.other_dag_id) or {}).get("is_paused"):
+                # A paused DAG's runs do not progress: waiting for them would last until the timeout.
+                self.log.warning("%s, but it is paused, so its runs stand still; going on", message)
+                return
             if time.monotonic() >= deadline:
                 raise AirflowException(f"{message} for more than {self.timeout_minutes} min; try again later")
             self.log.info("%s; waiting for it to finish", message)

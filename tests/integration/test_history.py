@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -27,7 +28,7 @@ def dag_summaries(result: rig.DagTestResult, dag_id: str) -> list[dict]:
 def test_full_history_then_idle_rerun(history_target):
     source, target = history_target
     started = time.monotonic()
-    first = rig.run_migration_dag(target, source, HISTORY)
+    first = rig.run_migration_dag(target, source, {**HISTORY, "validate": True})
     elapsed = time.monotonic() - started
     assert first.run_state == "success", first.explain()
     rows = sum(s["created"] for s in first.summaries.values())
@@ -38,6 +39,14 @@ def test_full_history_then_idle_rerun(history_target):
     assert_no_duplicates_or_orphans(source, target)
     retry = [s for s in dag_summaries(first, "hist_retry") if s["resource"] == "task_instance_history"][0]
     assert retry["created"] == 2  # the failed first try of each scheduled run
+    # validation read both sides again: every DAG's runs and task instances counted equal
+    for dag_id in ALL_DAGS:
+        check = [s for s in dag_summaries(first, dag_id) if s["resource"] == "validation"]
+        assert len(check) == 1 and check[0]["failed"] == 0 and check[0]["unchanged"] == 2, check
+        counts = [re.fullmatch(r"(runs|task instances): source (\d+), target (\d+)", n) for n in check[0]["notes"]]
+        assert all(m and m[2] == m[3] for m in counts), check[0]["notes"]
+    assert f"runs: source {history_seed.BULK_RUNS - 1}, target {history_seed.BULK_RUNS - 1}" in [s for s in dag_summaries(first, "bulk_a")
+                                                  if s["resource"] == "validation"][0]["notes"]
 
     if target.major >= 3:
         missing_versions = target.sql(

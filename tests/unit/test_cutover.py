@@ -229,8 +229,12 @@ def test_environment_lists_names_only():
 
 
 class FakeRest:
-    def __init__(self, *answers):
+    def __init__(self, *answers, paused=False):
         self.answers = list(answers)
+        self.paused = paused
+
+    def rest_dag(self, dag_id):
+        return {"dag_id": dag_id, "is_paused": self.paused}
 
     def rest_active_runs(self, dag_id):
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -259,6 +263,8 @@ def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeyp
     op.execute(_context())  # returns once the sync is done
     op.__dict__["target_hook"] = FakeRest(StarshipServerError("t", "GET", "/api/v2/x", 500, "boom"))
     op.execute(_context())  # cannot check: goes on
+    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "scheduled__2"}], paused=True)
+    op.execute(_context())  # a paused sync's run stands still: not waited for
     op.__dict__["target_hook"] = FakeRest(StarshipAuthError("t", "GET", "/api/v2/x", 401, "no"))
     with pytest.raises(StarshipAuthError):
         op.execute(_context())
