@@ -248,6 +248,7 @@ def test_cutover_with_schedulers_on_both_sides(live):
     target.sql("DELETE FROM dag_run WHERE dag_id = %s", (CUT_DAG,))
     target.sql("DELETE FROM variable WHERE key = %s", ("starship_dags.sync." + CUT_DAG,))
 
+    rest.set_paused("starship_migration", False)
     run_id = rest.trigger("starship_migration", {
         "resources": ["dag_history"], "dag_ids": [CUT_DAG, CUT_PAUSED_DAG], "cutover": True,
         "runs_limit": 2,  # older intervals ran on the source but are not copied: the target must not run them
@@ -271,16 +272,19 @@ def test_cutover_with_schedulers_on_both_sides(live):
     deadline = time.monotonic() + 150
     own = []
     while time.monotonic() < deadline and not own:
-        own = target.sql("SELECT run_id, logical_date FROM dag_run WHERE dag_id = %s AND run_id <> ALL(%s) "
-                         "ORDER BY logical_date", (CUT_DAG, [r for r, _, _ in source_runs]))
+        own = target.sql("SELECT run_id, logical_date, run_after FROM dag_run WHERE dag_id = %s AND run_id <> ALL(%s) "
+                         "ORDER BY run_after", (CUT_DAG, [r for r, _, _ in source_runs]))
         time.sleep(2)
     assert own, "the target's scheduler created no run after the cutover"
-    spurious = [(r, when) for r, when in own if when <= last_source]
+    # The source (Airflow 2) ran its last interval when that interval ended; the target (Airflow 3
+    # reads the cron as a trigger) must go on one minute later: nothing again, nothing left out.
+    source_ran_at = source.sql("SELECT max(data_interval_end) FROM dag_run WHERE dag_id = %s", (CUT_DAG,))[0][0]
+    spurious = [(r, when) for r, when, due in own if when <= last_source or due <= source_ran_at]
     assert not spurious, f"runs for intervals that already ran on the source: {spurious}"
     not_copied = {r for r, _, _ in source_runs} - migrated  # older intervals, left out by runs_limit
     assert not_copied and not target.sql("SELECT run_id FROM dag_run WHERE run_id = ANY(%s)", (list(not_copied),))
-    assert own[0][1] == last_source + datetime.timedelta(minutes=1), (own[0], last_source)
-    assert own[0][1] <= cut_at  # catching up from there, not skipping ahead
+    assert own[0][2] == source_ran_at + datetime.timedelta(minutes=1), (own[0], source_ran_at)
+    assert own[0][2] <= cut_at + datetime.timedelta(minutes=1)  # catching up from there, not skipping ahead
 
     report = report_of(target, "starship_migration", run_id)
     cutover = [s for s in report["summaries"] if s["resource"] == "cutover"]
