@@ -67,7 +67,7 @@ def main() -> int:
         rig.seed(source, SEED)
         rig.log(f"seeded the source ({source.url}); running starship_migration in the target ({target.url})")
         for attempt, policy in ((1, "overwrite"), (2, "skip")):
-            result = rig.run_migration_dag(target, source, {"conflict_policy": policy})
+            result = rig.run_migration_dag(target, source, {"conflict_policy": policy, "validate": True})
             print(f"\n=== run {attempt} (conflict policy {policy}): {result.run_state}")
             table = (result.report or {}).get("table") if isinstance(result.report, dict) else None
             print(table or result.explain())
