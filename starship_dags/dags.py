@@ -149,8 +149,8 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
         )
         params["cutover_timeout_minutes"] = Param(
             30, type="integer", minimum=1, title="Cutover timeout (minutes)",
-            description="How long to wait for the source's runs to finish, and for the target to re-parse "
-            "the DAGs, before giving up (the source's DAGs are then unpaused again).",
+            description="How long to wait for the source's runs to finish (then the DAGs paused there are "
+            "unpaused again and the run fails), and for the target to re-parse the DAGs (then they stay paused).",
         )
     params["source_conn_id"] = Param(
         "starship_source", type="string", minLength=1, title="Source connection id",

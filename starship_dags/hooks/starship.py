@@ -982,11 +982,13 @@ class StarshipHook(HttpHook):
         return [] if response.status_code == 404 else list(response.json().get("dag_runs") or [])
 
     def rest_reparse(self, file_token: str) -> bool:
-        """Ask an Airflow 3 DAG processor to parse a DAG file soon; False where there is no such route."""
-        if self.airflow_major < 3:
+        """Ask the DAG processor to parse a DAG file soon (Airflow 2.6+ and 3); False if it cannot be asked."""
+        try:
+            response = self.request("PUT", f"parseDagFile/{quote(file_token, safe='')}", prefix=self.rest_prefix,
+                                    ok_statuses=(404, 409))
+        except StarshipError as err:  # a courtesy: the processor re-parses on its own anyway
+            log.info("Could not ask for a re-parse: %s", err)
             return False
-        response = self.request("PUT", f"parseDagFile/{quote(file_token, safe='')}", prefix=self.rest_prefix,
-                                ok_statuses=(404, 409))
         return response.status_code < 300
 
     # ------------------------------------------------------------------ misc

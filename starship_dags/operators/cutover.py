@@ -9,7 +9,7 @@
    scheduler has taken the migrated runs into account: its next run must lie after the last
    migrated scheduled run. Until the target re-parses the DAG file it may still point at an
    older interval, and unpausing then lets the scheduler create runs for intervals that already
-   ran on the source (Starship issue #112). On Airflow 3 the target is asked to re-parse at once.
+   ran on the source (Starship issue #112). The target is asked to re-parse the file at once.
    DAGs that were paused on the source before the cutover stay paused on the target when
    ``mirror_paused`` is set.
 
