@@ -14,8 +14,9 @@
    ``mirror_paused`` is set.
 
 The recorded pause states live on the target as variables ``starship_dags.cutover.<dag_id>``, so a
-rerun after a failure still knows which DAGs were paused before the cutover began; each is
-deleted once its DAG is settled on the target.
+rerun (after a failure, or of a finished cutover) still knows which DAGs were paused before the
+cutover began, and never takes the pause it made itself for the DAG's own state. They are kept
+after the cutover, and deleted only when a cutover is called off (the source then runs as before).
 """
 
 from __future__ import annotations
@@ -248,7 +249,6 @@ class CutoverUnpauseOperator(_CutoverOperator):
             if was_paused and as_bool(self.mirror_paused):
                 if not dag.get("is_paused"):
                     target.set_dag_paused(dag_id, True)
-                target.delete_variable(_record_key(dag_id))
                 summary.add("unchanged", f"DAG {dag_id!r}")
                 summary.notes.append(f"{dag_id}: left paused (it was paused on the source before the cutover)")
                 continue
@@ -265,7 +265,6 @@ class CutoverUnpauseOperator(_CutoverOperator):
                 if last is not None and nxt is not None and nxt <= last:
                     continue  # the target's scheduler has not seen the migrated runs yet
                 target.set_dag_paused(dag_id, False)
-                target.delete_variable(_record_key(dag_id))
                 del waiting[dag_id]
                 summary.add("updated", f"DAG {dag_id!r}")
                 summary.notes.append(

@@ -114,6 +114,7 @@ def test_pause_records_states_pauses_and_waits_for_the_runs_to_drain(monkeypatch
 
 
 def test_a_rerun_keeps_the_state_recorded_before_the_first_pause():
+    """Also after a finished cutover: the source DAG is paused by then, but it ran before."""
     source = FakeAirflow(dags={"a": True})  # paused by the first attempt
     target = FakeAirflow()
     target.variables[cutover.RECORD_PREFIX + "a"] = json.dumps({"was_paused": False})
