@@ -51,17 +51,14 @@ def _show(key: Any) -> str:
     return repr(key)
 
 
-class _Validation:
-    """Runs after failures too (they are what counts reveal), but not in a run that stood aside."""
-
-    def execute(self, context: Any) -> Any:
-        reason = stood_aside(self, context)
-        if reason:
-            raise AirflowSkipException(reason)
-        return super().execute(context)
+def skip_if_stood_aside(task: Any, context: Any) -> None:
+    """Validation runs after failures too (they are what counts reveal), not in a run that stood aside."""
+    reason = stood_aside(task, context)
+    if reason:
+        raise AirflowSkipException(reason)
 
 
-class SettingsValidationOperator(_Validation, MigrationOperator):
+class SettingsValidationOperator(MigrationOperator):
     """Pools, variables and connections: the selected source keys, and how many of them the target has.
 
     :param selected_resources: the selected resources (only the keyed ones are counted).
@@ -78,6 +75,10 @@ class SettingsValidationOperator(_Validation, MigrationOperator):
         self.selected_resources = selected_resources
         self.names = names
 
+    def execute(self, context: Any) -> Any:
+        skip_if_stood_aside(self, context)
+        return super().execute(context)
+
     def migrate(self, summary: Summary, context: Any) -> None:
         selected = [r for r in as_name_list(self.selected_resources) if r in self.keyed]
         for resource in selected:
@@ -89,7 +90,7 @@ class SettingsValidationOperator(_Validation, MigrationOperator):
             compare_counts(summary, resource, [k for k in wanted if k in source], target)
 
 
-class HistoryValidationOperator(_Validation, HistoryOperator):
+class HistoryValidationOperator(HistoryOperator):
     """One DAG: its selected finished runs, and their task instances, on both sides."""
 
     resource = RESOURCE
@@ -99,6 +100,10 @@ class HistoryValidationOperator(_Validation, HistoryOperator):
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
+
+    def execute(self, context: Any) -> Any:
+        skip_if_stood_aside(self, context)
+        return super().execute(context)
 
     def migrate(self, summary: Summary, context: Any) -> None:
         dag_id = self.dag_to_migrate

@@ -63,12 +63,15 @@ def named_in_report(result: rig.DagTestResult) -> dict[str, str]:
 def test_hostile_records_migrate_exactly_or_are_named(hostile_pair):
     source, target = hostile_pair
     result = rig.run_migration_dag(target, source, {
-        "resources": RESOURCES, "dag_ids": [hostile.DAG_ID], "conflict_policy": "overwrite"})
+        "resources": RESOURCES, "dag_ids": [hostile.DAG_ID], "conflict_policy": "overwrite",
+        "validate": True})  # validation runs after the failures too, and names what is missing
     assert result.report is not None, result.explain()  # the report ran
     not_selected = ("history.xcoms", "history.task_logs")  # skipped because not in RESOURCES
     unfinished = {t: s for t, s in result.task_states.items()
                   if s not in ("success", "failed") and not (s == "skipped" and t.startswith(not_selected))}
     assert not unfinished, unfinished  # every task ran: one bad record stops nothing
+    validation = [s for t, s in result.summaries.items() if t.startswith(("validate_settings", "history.validate"))]
+    assert len(validation) == 2, result.explain()
     named = named_in_report(result)
     outcomes: dict[str, str] = {}
 
