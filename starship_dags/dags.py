@@ -71,8 +71,8 @@ in the target, so the target connection usually points at this Airflow itself.
   instance with the target (an unchanged DAG otherwise costs one request to the source).
 * *Validate counts*: after copying, count runs and task instances per DAG, and pools, variables
   and connections, on both sides; a difference fails the run.
-* *Cut over* (with *DAG ids*, empty = all): pause those DAGs on the source, wait until none of
-  their runs is queued or running there (up to *Cutover timeout*), copy their last runs, then
+* *Cut over* (with *DAG ids*, empty = all): pause each of those DAGs on the source once none of
+  its runs is queued or running there (waiting up to *Cutover timeout*), copy their last runs, then
   unpause them on the target once its scheduler counts the copied runs (so it creates no run
   for an interval that already ran on the source). With *Keep paused DAGs paused*, DAGs that
   were paused on the source stay paused on the target.
@@ -140,7 +140,7 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
     if not sync:
         params["cutover"] = Param(
             False, type="boolean", title="Cut over",
-            description="Pause the DAGs on the source, wait for their runs to finish, copy the last runs, "
+            description="Pause the DAGs on the source once their runs have finished, copy the last runs, "
             "then unpause them on the target. Needs dag_history. Uses DAG ids (empty: all).",
         )
         params["mirror_paused"] = Param(

@@ -1,9 +1,10 @@
 """Cutover: stop the DAGs on the source, copy their last runs, start them on the target.
 
 1. :class:`CutoverPauseOperator` (before the history is copied) records each selected DAG's pause
-   state on the target, pauses the DAGs on the source, and waits, up to a timeout, until none
-   of their runs is queued or running there. If they do not drain in time, it unpauses what it
-   paused and fails: the source goes on as before.
+   state on the target and pauses each DAG on the source at a moment none of its runs is queued
+   or running there (a paused DAG's unfinished runs stand still, so it waits first and pauses
+   then). If a DAG finds no such moment before the timeout, the task unpauses what it paused
+   and fails: the source goes on as before.
 2. The history tasks then make the final incremental sync, and validation counts it.
 3. :class:`CutoverUnpauseOperator` unpauses each DAG on the target, but only once the target's
    scheduler has taken the migrated runs into account: its next run must lie after the last
@@ -128,45 +129,55 @@ class CutoverPauseOperator(_CutoverOperator):
                 })
             if on_source[dag_id]:
                 summary.add("unchanged", f"DAG {dag_id!r}")
-            else:
-                source.set_dag_paused(dag_id, True)
-                summary.add("updated", f"DAG {dag_id!r}")
         self.result = {"dags": states}
-        summary.notes.append(
-            f"{len(dag_ids)} DAG(s) paused on the source" + (" (dry run: nothing paused)" if summary.dry_run else "")
-        )
         if summary.dry_run or not dag_ids:
+            summary.notes.append(f"{len(dag_ids)} DAG(s) to pause on the source" + (" (dry run)" if summary.dry_run else ""))
             return
-        self._wait_for_drain(summary, dag_ids, states, deadline)
+        self._pause_when_quiet(summary, [d for d in dag_ids if not on_source[d]], states, deadline)
 
-    def _wait_for_drain(self, summary: Summary, dag_ids: list[str], states: dict[str, bool], deadline: float) -> None:
-        busy = list(dag_ids)
+    def _active_runs(self, dag_id: str) -> list[str]:
+        page = self.source_hook.get_dag_runs(dag_id, limit=ACTIVE_PAGE, offset=0)
+        return [r["run_id"] for r in page.get("dag_runs") or [] if r.get("state") in ACTIVE_STATES]
+
+    def _pause_when_quiet(self, summary: Summary, dag_ids: list[str], states: dict[str, bool], deadline: float) -> None:
+        """Pause each DAG at a moment none of its runs is queued or running.
+
+        A paused DAG's unfinished runs stand still (the scheduler leaves them alone), so pausing
+        first and waiting afterwards would wait forever. If a run slips in just before the pause
+        takes effect, the DAG is unpaused again to let it finish, and paused at the next quiet moment.
+        """
+        source = self.source_hook
+        waiting = list(dag_ids)
         while True:
-            active: dict[str, list[str]] = {}
-            for dag_id in busy:
-                page = self.source_hook.get_dag_runs(dag_id, limit=ACTIVE_PAGE, offset=0)
-                runs = [r["run_id"] for r in page.get("dag_runs") or [] if r.get("state") in ACTIVE_STATES]
-                if runs:
-                    active[dag_id] = runs
-            if not active:
-                self.log.info("No queued or running runs left on the source for %d DAG(s)", len(dag_ids))
+            busy: dict[str, list[str]] = {}
+            for dag_id in list(waiting):
+                active = self._active_runs(dag_id)
+                if not active:
+                    source.set_dag_paused(dag_id, True)
+                    active = self._active_runs(dag_id)
+                    if not active:
+                        waiting.remove(dag_id)
+                        summary.add("updated", f"DAG {dag_id!r}")
+                        continue
+                    source.set_dag_paused(dag_id, False)
+                busy[dag_id] = active
+            if not waiting:
+                summary.notes.append(f"{len(states)} DAG(s) paused on the source, none with a queued or running run")
                 return
-            busy = sorted(active)
-            listing = "; ".join(f"{d}: {', '.join(r[:3])}{' …' if len(r) > 3 else ''}" for d, r in active.items())
+            listing = "; ".join(f"{d}: {', '.join(r[:3])}{' …' if len(r) > 3 else ''}" for d, r in busy.items())
             if time.monotonic() >= deadline:
-                restored = [d for d in dag_ids if not states[d]]
-                for dag_id in dag_ids:  # the cutover is called off: the source goes on as before
-                    if not states[dag_id]:
-                        self.source_hook.set_dag_paused(dag_id, False)
+                for dag_id in states:  # the cutover is called off: the source goes on as before
+                    if not states[dag_id] and dag_id not in waiting:
+                        source.set_dag_paused(dag_id, False)
                     self.target_hook.delete_variable(_record_key(dag_id))
                 summary.add(
                     "failed", "cutover",
                     f"runs still queued or running on the source after {self.timeout_minutes} min ({listing}); "
-                    f"the {len(restored)} DAG(s) this task paused were unpaused again",
+                    "the DAGs this task paused were unpaused again",
                 )
                 return
-            self.log.info("Waiting for %d run(s) to finish on the source: %s",
-                          sum(len(r) for r in active.values()), listing)
+            self.log.info("Waiting for %d run(s) to finish on the source before pausing: %s",
+                          sum(len(r) for r in busy.values()), listing)
             time.sleep(self.poll_seconds)
 
 

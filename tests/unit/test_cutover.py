@@ -113,6 +113,29 @@ def test_pause_records_states_pauses_and_waits_for_the_runs_to_drain(monkeypatch
     assert cutover.read_records(target) == {"a": False, "b": True}
 
 
+def test_a_run_that_slips_in_before_the_pause_is_let_finish(monkeypatch):
+    class Racy(FakeAirflow):
+        """The scheduler creates a run just before the pause takes effect, once."""
+
+        def set_dag_paused(self, dag_id, paused):
+            super().set_dag_paused(dag_id, paused)
+            if paused and len(self.calls) == 1:
+                self.runs["a"] = [{"run_id": "late", "state": "queued"}]
+
+    source = Racy(dags={"a": False})
+    op = _wire(CutoverPauseOperator(task_id="p", timeout_minutes=1, poll_seconds=0), source, FakeAirflow())
+
+    def run_finishes(_seconds):
+        source.runs["a"][0]["state"] = "success"
+
+    monkeypatch.setattr(cutover.time, "sleep", run_finishes)
+    summary = Summary(resource="cutover")
+    op.migrate(summary, _context())
+    # paused, unpaused so the late run can finish (a paused DAG's runs stand still), paused again
+    assert source.calls == [("pause", "a"), ("unpause", "a"), ("pause", "a")]
+    assert source.dags == {"a": True} and summary.failed == 0
+
+
 def test_a_rerun_keeps_the_state_recorded_before_the_first_pause():
     """Also after a finished cutover: the source DAG is paused by then, but it ran before."""
     source = FakeAirflow(dags={"a": True})  # paused by the first attempt
