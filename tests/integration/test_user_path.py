@@ -20,6 +20,7 @@ from tests.integration import rig
 
 CUT_DAG = "cut_minutely"
 CUT_PAUSED_DAG = "cut_paused"
+CUT_SLOW_DAG = "cut_slow"  # triggered just before the cutover: still running when it starts
 ENV_SECRET = "env-only-s3cret-9d1e"
 ARTIFACTS_DIR = rig.ROOT / "test-artifacts"
 
@@ -38,6 +39,8 @@ with DAG("{cut}", schedule="* * * * *", start_date=START, catchup=True, max_acti
     BashOperator(task_id="work", bash_command="sleep 4")
 with DAG("{paused}", schedule="@daily", start_date=START, catchup=False):
     BashOperator(task_id="work", bash_command="true")
+with DAG("{slow}", schedule=None, start_date=START, catchup=False):
+    BashOperator(task_id="work", bash_command="sleep 30")
 '''
 
 
@@ -107,7 +110,8 @@ def live(envs, tmp_path_factory):
     """A source and a target, both with their schedulers running."""
     start = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0) - datetime.timedelta(minutes=3)
     dag_file = tmp_path_factory.mktemp("cut") / "cut_dags.py"
-    dag_file.write_text(CUT_DAG_FILE.format(start=start.isoformat(), cut=CUT_DAG, paused=CUT_PAUSED_DAG))
+    dag_file.write_text(CUT_DAG_FILE.format(start=start.isoformat(), cut=CUT_DAG, paused=CUT_PAUSED_DAG,
+                                            slow=CUT_SLOW_DAG))
     source = rig.AirflowServer("livesrc", envs["2.11"], dags=[dag_file], extra_env={
         "AIRFLOW_VAR_FROM_ENVIRONMENT": ENV_SECRET,
         "AIRFLOW_CONN_FROM_ENVIRONMENT": f"postgres://user:{ENV_SECRET}@db.example:5432/app",
@@ -235,6 +239,7 @@ def test_cutover_with_schedulers_on_both_sides(live):
     rest = Rest(target)
     rest.wait_for_dag(CUT_DAG)
     rest.wait_for_dag(CUT_PAUSED_DAG)
+    rest.wait_for_dag(CUT_SLOW_DAG)
     # Let the source run at least four intervals of cut_minutely first.
     deadline = time.monotonic() + 360
     while time.monotonic() < deadline:
@@ -248,9 +253,16 @@ def test_cutover_with_schedulers_on_both_sides(live):
     target.sql("DELETE FROM dag_run WHERE dag_id = %s", (CUT_DAG,))
     target.sql("DELETE FROM variable WHERE key = %s", ("starship_dags.sync." + CUT_DAG,))
 
+    # A run that is still running when the cutover starts must finish on the source and be copied.
+    source.cli("dags", "unpause", CUT_SLOW_DAG)
+    source.cli("dags", "trigger", CUT_SLOW_DAG, "-r", "slow_run")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and source.sql(
+            "SELECT state FROM task_instance WHERE dag_id = %s AND run_id = 'slow_run'", (CUT_SLOW_DAG,)) != [("running",)]:
+        time.sleep(1)
     rest.set_paused("starship_migration", False)
     run_id = rest.trigger("starship_migration", {
-        "resources": ["dag_history"], "dag_ids": [CUT_DAG, CUT_PAUSED_DAG], "cutover": True,
+        "resources": ["dag_history"], "dag_ids": [CUT_DAG, CUT_PAUSED_DAG, CUT_SLOW_DAG], "cutover": True,
         "runs_limit": 2,  # older intervals ran on the source but are not copied: the target must not run them
         "cutover_timeout_minutes": 5,
     })
@@ -262,6 +274,10 @@ def test_cutover_with_schedulers_on_both_sides(live):
     source_runs = source.sql("SELECT run_id, execution_date, state FROM dag_run WHERE dag_id = %s", (CUT_DAG,))
     assert all(s in ("success", "failed") for _, _, s in source_runs), source_runs  # drained before the copy
     assert source.sql("SELECT is_paused FROM dag WHERE dag_id = %s", (CUT_DAG,)) == [(True,)]
+    # the slow run was waited for, not frozen by the pause: it finished on the source and was copied
+    assert source.sql("SELECT state FROM dag_run WHERE run_id = 'slow_run'") == [("success",)]
+    assert target.sql("SELECT state FROM dag_run WHERE run_id = 'slow_run'") == [("success",)]
+    assert source.sql("SELECT is_paused FROM dag WHERE dag_id = %s", (CUT_SLOW_DAG,)) == [(True,)]
     last_source = max(when for _, when, _ in source_runs)
     migrated = {run for run, _, _ in sorted(source_runs, key=lambda r: r[1])[-2:]}
     assert {r[0] for r in target.sql("SELECT run_id FROM dag_run WHERE dag_id = %s", (CUT_DAG,))} >= migrated
@@ -293,4 +309,4 @@ def test_cutover_with_schedulers_on_both_sides(live):
     assert any(n.startswith(f"{CUT_PAUSED_DAG}: left paused") for n in notes), notes
     # The pause states from before the cutover stay recorded on the target, so a rerun keeps them.
     assert {r[0] for r in target.sql("SELECT key FROM variable WHERE key LIKE 'starship_dags.cutover.%%'")} == {
-        f"starship_dags.cutover.{CUT_DAG}", f"starship_dags.cutover.{CUT_PAUSED_DAG}"}
+        f"starship_dags.cutover.{d}" for d in (CUT_DAG, CUT_PAUSED_DAG, CUT_SLOW_DAG)}
