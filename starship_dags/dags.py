@@ -217,6 +217,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         )
         expected[validate_settings.task_id] = validate_settings.enabled
         history_enabled = _selected(HISTORY)
+        validate_history = "{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY
         artifacts = "{{ params.resources | select('in', %r) | list if '%s' in params.resources else [] }}" % (
             list(ARTIFACTS), HISTORY)
         pause = CutoverPauseOperator(
@@ -253,8 +254,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             )
             check = HistoryValidationOperator(
                 task_id="validate", source_dag=source_dag, plan=runs.output,
-                enabled="{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY,
-                **selection, **common,
+                enabled=validate_history, **selection, **common,
             )
             runs >> tis >> copies >> tries >> check
 
@@ -263,7 +263,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             expected[task_id] = history_enabled
         for kind in ARTIFACTS:
             expected[f"history.{kind}"] = _selected(kind, HISTORY)
-        expected["history.validate"] = "{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY
+        expected["history.validate"] = validate_history
         unpause = CutoverUnpauseOperator(
             task_id="cutover_unpause_target", enabled=cutover, pause_task_id=pause.task_id,
             discover_task_id=discover.task_id, mirror_paused="{{ params.mirror_paused | default(true) }}",
