@@ -183,7 +183,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
     dag_kwargs.setdefault("tags", ["migration", "starship"])
     cutover = "{{ params.cutover | default(false) }}"
     timeout = "{{ params.cutover_timeout_minutes | default(30) }}"
-    validate = "{{ params.validate and not params.dry_run }}"
+    validating = "params.validate and not params.dry_run"  # a template expression, completed below
     with DAG(
         dag_id,
         params=migration_params(sync=sync),
@@ -211,13 +211,12 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         validate_settings = SettingsValidationOperator(
             task_id="validate_settings", keyed={r: spec[0] for r, spec in KEYED_RESOURCES.items()},
             selected_resources="{{ params.resources }}", names={r: "{{ params.%s }}" % spec[1] for r, spec in KEYED_RESOURCES.items()},
-            enabled="{{ params.validate and not params.dry_run and (params.resources | select('in', %r) | list) }}"
-            % list(KEYED_RESOURCES),
+            enabled="{{ %s and (params.resources | select('in', %r) | list) }}" % (validating, list(KEYED_RESOURCES)),
             **common,
         )
         expected[validate_settings.task_id] = validate_settings.enabled
         history_enabled = _selected(HISTORY)
-        validate_history = "{{ params.validate and not params.dry_run and '%s' in params.resources }}" % HISTORY
+        validate_history = "{{ %s and '%s' in params.resources }}" % (validating, HISTORY)
         artifacts = "{{ params.resources | select('in', %r) | list if '%s' in params.resources else [] }}" % (
             list(ARTIFACTS), HISTORY)
         pause = CutoverPauseOperator(

@@ -44,18 +44,24 @@ def page_digest(runs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:32]
 
 
-def read_markers(target: StarshipHook) -> dict[str, dict[str, Any]]:
-    """All markers on the target, by DAG id (one request)."""
-    markers = {}
+def read_json_variables(target: StarshipHook, prefix: str) -> dict[str, Any]:
+    """The target's variables under ``prefix`` whose value is JSON, by the rest of their key (one request)."""
+    found = {}
     for variable in target.get_variables():
-        if is_marker_key(variable["key"]):
+        if variable["key"].startswith(prefix):
             try:
-                value = json.loads(variable.get("val") or "")
+                found[variable["key"][len(prefix):]] = json.loads(variable.get("val") or "")
             except ValueError:
                 continue
-            if isinstance(value, dict) and value.get("format") == FORMAT:
-                markers[variable["key"][len(PREFIX):]] = value
-    return markers
+    return found
+
+
+def read_markers(target: StarshipHook) -> dict[str, dict[str, Any]]:
+    """All markers on the target, by DAG id (one request)."""
+    return {
+        dag_id: value for dag_id, value in read_json_variables(target, PREFIX).items()
+        if isinstance(value, dict) and value.get("format") == FORMAT
+    }
 
 
 def make_marker(*, source_url: str, run_count: int, digest: str, pending: list[str], selection: dict) -> dict:

@@ -46,7 +46,7 @@ from starship_dags.exceptions import (
     StarshipServerError,
 )
 from starship_dags.hooks.starship import StarshipHook
-from starship_dags.operators.history import TI_PAGE_RUNS, HistoryOperator
+from starship_dags.operators.history import HistoryOperator
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime
 
@@ -184,22 +184,6 @@ class _ArtifactOperator(HistoryOperator):
             self.add(summary, "failed", name, f"{differs} and conflict policy is 'fail'")
             return False
         return True
-
-    def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Task instances of these runs, read by pages of runs until every run was seen."""
-        unseen, offset = set(run_ids), 0
-        total = int(plan.get("source_total") or 0)
-        seen: set[tuple] = set()
-        while unseen and offset < max(total, 1):
-            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
-            total = max(total, int(page.get("dag_run_count") or 0))
-            for row in page.get("task_instances") or []:
-                key = (row["run_id"], row["task_id"], int(row.get("map_index", -1)))
-                if row["run_id"] in run_ids and key not in seen:
-                    seen.add(key)
-                    unseen.discard(row["run_id"])
-                    yield row
-            offset += TI_PAGE_RUNS
 
 
 # --------------------------------------------------------------------------- XComs

@@ -33,7 +33,7 @@ from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
 from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE
 from starship_dags.report import Summary
-from starship_dags.sync_state import INTERNAL_PREFIX
+from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
 
 RESOURCE = "cutover"
@@ -50,14 +50,10 @@ def _record_key(dag_id: str) -> str:
 
 def read_records(target: StarshipHook) -> dict[str, bool]:
     """DAG id -> whether it was paused on the source before its cutover began."""
-    records = {}
-    for variable in target.get_variables():
-        if variable["key"].startswith(RECORD_PREFIX):
-            try:
-                records[variable["key"][len(RECORD_PREFIX):]] = bool(json.loads(variable.get("val") or "{}")["was_paused"])
-            except (ValueError, KeyError, TypeError):
-                continue
-    return records
+    return {
+        dag_id: bool(value["was_paused"]) for dag_id, value in read_json_variables(target, RECORD_PREFIX).items()
+        if isinstance(value, dict) and "was_paused" in value
+    }
 
 
 class _CutoverOperator(MigrationOperator):
@@ -83,7 +79,7 @@ class _CutoverOperator(MigrationOperator):
 
 
 class CutoverPauseOperator(_CutoverOperator):
-    """Pause the selected DAGs on the source and wait until their runs have drained.
+    """Pause the selected DAGs on the source, each at a moment none of its runs is queued or running.
 
     :param dag_ids: the DAGs to cut over; empty means every DAG of the source except this package's.
     :param history_enabled: whether DAG history is selected (a cutover without it is refused).

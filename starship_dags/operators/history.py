@@ -141,6 +141,22 @@ class HistoryOperator(MigrationOperator):
     def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
         return self.target_hook.iter_dag_runs(dag_id, page_size=RUN_PAGE)
 
+    def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Task instances of these runs, read by pages of runs until every run was seen."""
+        unseen, offset = set(run_ids), 0
+        total = int(plan.get("source_total") or 0)
+        seen: set[tuple] = set()
+        while unseen and offset < max(total, 1):
+            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+            total = max(total, int(page.get("dag_run_count") or 0))
+            for row in page.get("task_instances") or []:
+                key = (row["run_id"], row["task_id"], int(row.get("map_index", -1)))
+                if row["run_id"] in run_ids and key not in seen:
+                    seen.add(key)
+                    unseen.discard(row["run_id"])
+                    yield row
+            offset += TI_PAGE_RUNS
+
     def post(self, summary: Summary, rows: list[dict[str, Any]]) -> None:
         """Translate and write rows; count what went in and name what the target refused."""
         kind = self.kind
@@ -281,7 +297,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             # the newest end date among the runs this copy selected: validation leaves out runs that
             # finished later (a live source goes on running while the copy is made)
             "source_cutoff": max((str(r["end_date"]) for _, r in selected if r.get("end_date")),
-                                 key=lambda d: parse_datetime(d), default=None),
+                                 key=parse_datetime, default=None),
             "marker": sync_state.make_marker(
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
             ),

@@ -18,7 +18,6 @@ from starship_dags.operators.guard import stood_aside
 from starship_dags.operators.history import (
     RUN_PAGE,
     TARGET_TI_PAGE_RUNS,
-    TI_PAGE_RUNS,
     HistoryOperator,
     classify_runs,
 )
@@ -115,16 +114,15 @@ class HistoryValidationOperator(HistoryOperator):
             return
         source, target = self.source_hook, self.target_hook
         newer: list[str] = []
-        selected = [
-            (position, run) for kind, position, run in classify_runs(
+        wanted = {
+            run["run_id"] for kind, _, run in classify_runs(
                 self._as_copied(source.iter_dag_runs(dag_id, page_size=RUN_PAGE), newer), self.selection())
             if kind == "selected"
-        ]
+        }
         if newer:
             summary.notes.append(f"{len(newer)} run(s) finished after the copy read the source; the next run copies them")
-        wanted = {run["run_id"] for _, run in selected}
         runs_ok = compare_counts(summary, "runs", wanted, (r["run_id"] for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)))
-        source_tis = self._source_task_instances(dag_id, wanted, depth=max((p for p, _ in selected), default=-1) + 1)
+        source_tis = (ti_natural_key(r) for r in self.source_task_instances(dag_id, wanted, self.plan or {}))
         target_tis = (ti_natural_key(r) for r in target.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
                       if r["run_id"] in wanted)
         tis_ok = compare_counts(summary, "task instances", source_tis, target_tis)
@@ -145,21 +143,6 @@ class HistoryValidationOperator(HistoryOperator):
                 newer.append(run["run_id"])
                 continue
             yield run
-
-    def _source_task_instances(self, dag_id: str, wanted: set[str], depth: int) -> set[tuple]:
-        """Task instance keys of the wanted runs, read as deep as they lie (deeper if runs moved)."""
-        keys: set[tuple] = set()
-        unseen = set(wanted)
-        offset, total = 0, depth
-        while offset < depth or (unseen and offset < total):
-            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
-            total = max(total, int(page.get("dag_run_count") or 0))
-            for row in page.get("task_instances") or []:
-                if row["run_id"] in wanted:
-                    keys.add(ti_natural_key(row))
-                    unseen.discard(row["run_id"])
-            offset += TI_PAGE_RUNS
-        return keys
 
 
 __all__ = ["HistoryValidationOperator", "SettingsValidationOperator", "compare_counts"]
