@@ -46,7 +46,7 @@ from starship_dags.exceptions import (
     StarshipServerError,
 )
 from starship_dags.hooks.starship import StarshipHook
-from starship_dags.operators.history import HistoryOperator
+from starship_dags.operators.history import PlannedOperator
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime
 
@@ -96,15 +96,11 @@ def reset_peak_rss() -> bool:
         return False
 
 
-class _ArtifactOperator(HistoryOperator):
+class _ArtifactOperator(PlannedOperator):
     """Per task instance work with bounded concurrency; children say what one task instance needs."""
 
-    template_fields = (*HistoryOperator.template_fields, "plan")
-
-    def __init__(self, *, plan: Any, concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.plan = plan
         self.concurrency = max(1, int(concurrency))
 
     # -- what children implement

@@ -309,20 +309,25 @@ class DagRunsMigrationOperator(HistoryOperator):
         )
 
 
-class _ChildrenOperator(HistoryOperator):
-    """Task instances or their history, for the runs the plan names.
+class PlannedOperator(HistoryOperator):
+    """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
 
-    Runs even when an upstream task of the DAG failed (a refused run must not keep the other
-    runs' task instances out); without a plan there is nothing to do.
+    Runs even when an upstream task of the DAG failed: a refused run must not keep the other
+    runs' task instances, XComs or logs out, and counts are most useful after a failure.
     """
 
-    kind = TASK_INSTANCE
     template_fields = (*HistoryOperator.template_fields, "plan")
 
     def __init__(self, *, plan: Any, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
+
+
+class _ChildrenOperator(PlannedOperator):
+    """Task instances or their history, for the runs the plan names; without a plan, nothing to do."""
+
+    kind = TASK_INSTANCE
 
     @property
     def majors(self) -> tuple[int, int]:
@@ -456,6 +461,7 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
 
 __all__ = [
     "DagRunsMigrationOperator",
+    "PlannedOperator",
     "classify_runs",
     "DiscoverDagsOperator",
     "TaskInstanceHistoryMigrationOperator",

@@ -18,7 +18,7 @@ from starship_dags.operators.guard import stood_aside
 from starship_dags.operators.history import (
     RUN_PAGE,
     TARGET_TI_PAGE_RUNS,
-    HistoryOperator,
+    PlannedOperator,
     classify_runs,
 )
 from starship_dags.report import Summary
@@ -89,16 +89,10 @@ class SettingsValidationOperator(MigrationOperator):
             compare_counts(summary, resource, [k for k in wanted if k in source], target)
 
 
-class HistoryValidationOperator(HistoryOperator):
+class HistoryValidationOperator(PlannedOperator):
     """One DAG: its selected finished runs, and their task instances, on both sides."""
 
     resource = RESOURCE
-    template_fields = (*HistoryOperator.template_fields, "plan")
-
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
-        self.plan = plan
 
     def execute(self, context: Any) -> Any:
         skip_if_stood_aside(self, context)
