@@ -31,6 +31,9 @@ class Summary:
     source_api_calls: int = 0  # Starship calls to the source, each counted once
     target_requests: int = 0
     target_writes: int = 0
+    seconds: float = 0.0  # wall time of the task's work
+    memory_start_mb: float | None = None  # resident memory when the work began (Linux only)
+    memory_peak_mb: float | None = None  # the task process's peak resident memory during the work
 
     def add(self, outcome: str, name: str, reason: str | None = None, *, count: int = 1) -> None:
         """Count ``count`` items (1 unless ``name`` stands for a group) and name them once."""
@@ -53,6 +56,28 @@ class Summary:
     def from_dict(cls, data: dict[str, Any]) -> Summary:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def rss_mb(field: str = "VmRSS") -> float | None:
+    """This process's resident memory in MB from /proc (``VmHWM``: its peak); None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory measurement (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def format_table(summaries: list[Summary]) -> str:

@@ -74,28 +74,6 @@ def ti_name(row: dict[str, Any]) -> str:
     return f"{row['dag_id']}/{row['run_id']}/{row['task_id']}" + (f"[{index}]" if index >= 0 else "")
 
 
-def rss_mb(field: str = "VmRSS") -> float | None:
-    """This process's resident memory (``VmHWM``: its peak) in MB, from /proc; None elsewhere."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Start a new peak-memory measurement (Linux: writing 5 to clear_refs resets VmHWM)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class _ArtifactOperator(PlannedOperator):
     """Per task instance work with bounded concurrency; children say what one task instance needs."""
 
@@ -316,7 +294,6 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
         self._max_post = int(self.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
         self._template = self._reading_template(target_major)
         self._run_dates: dict[str, Any] | None = None
-        self._baseline = rss_mb() if reset_peak_rss() else None
         summary.notes.append(
             "read through " + ("Starship /task_log" if self._read_via == "starship"
                                else f"the REST API log route ({why_rest})")
@@ -324,13 +301,6 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                               else f"as files where the target reads them ({self._base_folder()})")
         )
         return True
-
-    def migrate(self, summary: Summary, context: Any) -> None:
-        super().migrate(summary, context)
-        if getattr(self, "_baseline", None) is not None:
-            peak = rss_mb("VmHWM")
-            self.log.info("memory: %.1f MB at the start, peak %.1f MB (+%.1f MB)", self._baseline, peak,
-                          peak - self._baseline)
 
     # -- reading
 

@@ -12,6 +12,7 @@ differs, according to the conflict policy.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
@@ -21,7 +22,7 @@ from airflow.exceptions import AirflowException
 from starship_dags.compat import AirflowSkipException, BaseOperator, mask_secret
 from starship_dags.exceptions import StarshipConflictError, StarshipError
 from starship_dags.hooks.starship import StarshipHook
-from starship_dags.report import Summary, format_table
+from starship_dags.report import Summary, format_table, reset_peak_rss, rss_mb
 
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 PROGRESS_EVERY = 200
@@ -109,12 +110,20 @@ class MigrationOperator(StarshipOperator):
             raise ValueError(f"conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}; got {self.conflict_policy!r}")
         self.conflict_policy = policy
         summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
+        started = time.monotonic()
+        summary.memory_start_mb = rss_mb() if reset_peak_rss() else None
         try:
             self.migrate(summary, context)
         except Exception as err:
             summary.add("failed", f"{self.resource} task", str(err))
             raise
         finally:
+            summary.seconds = round(time.monotonic() - started, 3)
+            if summary.memory_start_mb is not None:
+                summary.memory_peak_mb = rss_mb("VmHWM")
+                self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s", self.resource,
+                              summary.memory_start_mb, summary.memory_peak_mb,
+                              summary.memory_peak_mb - summary.memory_start_mb, summary.seconds)
             if "source_hook" in self.__dict__:
                 summary.source_requests = self.source_hook.request_count
                 summary.source_api_calls = self.source_hook.api_calls

@@ -16,10 +16,10 @@ TI_FIELDS = ("state", "try_number", "max_tries", "duration", "operator", "pool",
              "rendered_map_index", "start_date", "end_date", "queue", "priority_weight", "hostname", "task_display_name")
 
 
-def reset_history(target: rig.AirflowServer) -> None:
+def reset_history(target: rig.AirflowServer, dags=ALL_DAGS) -> None:
     if target.major == 2:
-        target.sql("DELETE FROM task_instance_history WHERE dag_id = ANY(%s)", (list(ALL_DAGS),))
-    target.sql("DELETE FROM dag_run WHERE dag_id = ANY(%s)", (list(ALL_DAGS),))
+        target.sql("DELETE FROM task_instance_history WHERE dag_id = ANY(%s)", (list(dags),))
+    target.sql("DELETE FROM dag_run WHERE dag_id = ANY(%s)", (list(dags),))
     target.sql("DELETE FROM variable WHERE key LIKE 'starship\\_dags.sync.%%'")
 
 
@@ -76,17 +76,17 @@ def assert_parity(source: rig.AirflowServer, target: rig.AirflowServer, dags=ALL
             )
 
 
-def assert_no_duplicates_or_orphans(source: rig.AirflowServer, target: rig.AirflowServer) -> None:
+def assert_no_duplicates_or_orphans(source: rig.AirflowServer, target: rig.AirflowServer, dags=ALL_DAGS) -> None:
     dups = target.sql(
         "SELECT dag_id, run_id, task_id, map_index, count(*) FROM task_instance WHERE dag_id = ANY(%s) "
-        "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1", (list(ALL_DAGS),))
+        "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1", (list(dags),))
     assert dups == []
     orphans = target.sql(
         "SELECT r.dag_id, r.run_id FROM dag_run r WHERE r.dag_id = ANY(%s) AND r.state IN ('success', 'failed') "
         "AND NOT EXISTS (SELECT 1 FROM task_instance t WHERE t.dag_id = r.dag_id AND t.run_id = r.run_id)",
-        (list(ALL_DAGS),))
+        (list(dags),))
     with_tis = set(source.sql("SELECT DISTINCT dag_id, run_id FROM task_instance WHERE dag_id = ANY(%s)",
-                              (list(ALL_DAGS),)))
+                              (list(dags),)))
     orphans = [o for o in orphans if tuple(o) in with_tis]
     assert orphans == [], f"runs without their task instances: {orphans[:5]}"
 

@@ -41,6 +41,14 @@ AIRFLOW_VERSIONS = {
     "2.11": ["apache-airflow[postgres]==2.11.0", STARSHIP, HTTP_PROVIDER],
     "3.3": ["apache-airflow[postgres]==3.3.2", STARSHIP, HTTP_PROVIDER],
 }
+#: Environments only the benchmark builds (``bench/``): Airflow 2.11 with the Celery executor and
+#: Starship's own operators (the ``provider`` extra). The tests never build them.
+EXTRA_ENVS = {
+    "2.11-bench": ["apache-airflow[postgres,celery]==2.11.0", "celery[redis]>=5.5,<5.7",
+                   "astronomer-starship[provider]==2.10.1",
+                   HTTP_PROVIDER],
+}
+ENV_SPECS = {**AIRFLOW_VERSIONS, **EXTRA_ENVS}
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "Adm1n-pw-5f3c9a"  # distinctive, so a leak into a log is detectable
 VIEWER_USER = "viewer"  # Airflow 2: may log in but not read the configuration, so not use Starship
@@ -89,14 +97,14 @@ def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 9
 
 @dataclass
 class AirflowEnv:
-    version: str  # "2.11" or "3.3"
+    version: str  # a key of ENV_SPECS: "2.11", "3.3" or "2.11-bench"
     path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.path = CACHE / "venvs" / f"airflow-{self.version}-{self.spec_hash()}"
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(AIRFLOW_VERSIONS[self.version]).encode()).hexdigest()[:10]
+        return hashlib.sha256(json.dumps(ENV_SPECS[self.version]).encode()).hexdigest()[:10]
 
     @property
     def python(self) -> str:
@@ -110,6 +118,10 @@ class AirflowEnv:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    @property
+    def airflow_version(self) -> str:
+        return self.version.split("-")[0]
+
     def ensure(self) -> AirflowEnv:
         marker = self.path / ".complete"
         if not marker.exists():
@@ -118,7 +130,7 @@ class AirflowEnv:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
             run([uv(), "venv", "-q", "--python", sys.executable, str(self.path)], env=env)
-            run([uv(), "pip", "install", "-q", "--python", self.python, *AIRFLOW_VERSIONS[self.version]], env=env)
+            run([uv(), "pip", "install", "-q", "--python", self.python, *ENV_SPECS[self.version]], env=env)
             marker.write_text("ok")
         return self
 
@@ -259,7 +271,7 @@ class AirflowServer:
     # -- database
 
     def _template_name(self) -> str:
-        return f"sd_tpl_af{self.env.version.replace('.', '')}_{self.env.spec_hash()}"
+        return f"sd_tpl_af{self.env.version.replace('.', '').replace('-', '_')}_{self.env.spec_hash()}"
 
     def _ensure_template(self) -> str:
         name = self._template_name()
@@ -564,7 +576,11 @@ def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[s
     new = [r for r in runs if r not in before]
     if not new:
         return DagTestResult(proc.returncode, output, None, {}, {})
-    run_id = new[0]
+    return collect_run(target, dag_id, new[0], proc.returncode, output)
+
+
+def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int = 0, output: str = "") -> DagTestResult:
+    """A finished (or stopped) run of the migration DAG, read from the target's database."""
     state = target.sql("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))[0][0]
     tasks = dict(target.sql(
         "SELECT task_id || CASE WHEN map_index >= 0 THEN '[' || map_index || ']' ELSE '' END, state "
@@ -581,7 +597,7 @@ def run_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[s
             report = value
         elif key == "summary":
             summaries[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = value
-    return DagTestResult(proc.returncode, output, state, tasks, summaries, report)
+    return DagTestResult(returncode, output, state, tasks, summaries, report)
 
 
 def start_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any],

@@ -186,7 +186,7 @@ def test_a_20_mb_log_streams_in_bounded_memory(history_target, capsys):
         copied = target.home / "logs" / path.relative_to(source.home / "logs")
         assert copied.stat().st_size == len(body) >= 20 * 1024 * 1024
         assert copied.read_bytes() == path.read_bytes()
-        growth = re.findall(r"memory: ([\d.]+) MB at the start, peak ([\d.]+) MB \(\+([\d.]+) MB\)", result.output)
+        growth = re.findall(r"task_logs memory: ([\d.]+) MB at the start, peak ([\d.]+) MB \(\+([\d.]+) MB\)", result.output)
         assert growth, result.output[-3000:]
         with capsys.disabled():  # the measurement belongs in the test output, even when it passes
             print(f"\n20 MB log: logs task memory (start MB, peak MB, growth MB): {growth}")

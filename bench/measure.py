@@ -1,0 +1,78 @@
+"""What the benchmark reads off the machine: requests seen by the servers, and CPU seconds per
+process group (where the time goes)."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+from tests.integration import rig
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def access_lines(server: rig.AirflowServer) -> int:
+    """Requests an Airflow 2 webserver has answered so far (its access log has one line each)."""
+    path = server.home / "access.log"
+    if not path.exists():
+        return 0
+    with path.open("rb") as log:
+        return sum(1 for _ in log)
+
+
+def _cpu_by_pgid() -> dict[int, float]:
+    """CPU seconds of every process group: its live processes and the children they reaped."""
+    out: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        pgid = int(fields[2])
+        utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+        out[pgid] = out.get(pgid, 0.0) + (utime + stime + cutime + cstime) / _TICKS
+    return out
+
+
+def _postgres_pgid() -> int | None:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text[:40]:
+            fields = text[text.rindex(")") + 2:].split()
+            return int(fields[2])
+    return None
+
+
+class CpuMeter:
+    """CPU seconds spent by named process groups between ``start()`` and ``stop()``."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = {name: pgids for name, pgids in groups.items() if pgids}
+        postgres = _postgres_pgid()
+        if postgres:
+            self.groups["postgresql"] = [postgres]
+
+    def start(self) -> None:
+        self._before = _cpu_by_pgid()
+        self._self_before = _own_cpu()
+
+    def stop(self) -> dict[str, float]:
+        after = _cpu_by_pgid()
+        spent = {name: sum(after.get(g, 0.0) - self._before.get(g, 0.0) for g in pgids)
+                 for name, pgids in self.groups.items()}
+        spent["benchmark client"] = _own_cpu() - self._self_before
+        return {name: round(seconds, 1) for name, seconds in spent.items()}
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pgids(procs) -> list[int]:
+    return [proc.pid for proc in procs if proc.poll() is None]

@@ -1,0 +1,489 @@
+"""The benchmark: one invocation, one machine, one freshly generated source history.
+
+    bash scripts/bench.sh                      # 20 DAGs x 500 runs x 5 tasks, the README's table
+    bash scripts/bench.sh --dags 2 --runs 20 --tasks 2 --rss-sizes 200,1000   # a smoke run
+
+Phases, each on the same Airflow 2.11 source and target (real webservers, real PostgreSQL):
+
+1. generate the source history and a few hundred pools, variables and connections;
+2. the raw ceiling (``bench/ceiling.py``) with 1 and K threads;
+3. the migration DAG, full history, run by the target's scheduler with the LocalExecutor;
+4. an idle incremental sync (``starship_sync``, twice: the second finds nothing to do);
+5. the same full history with the CeleryExecutor and two workers on the local Redis;
+6. Starship's own operator on the source, at the largest per-DAG run limit it survives, and the
+   migration DAG on that same limited workload;
+7. the migration DAG on one DAG of 10,000 and one of 100,000 task instances (peak memory).
+
+Prints one table and writes every number to ``bench-results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import ceiling, measure, starship_operator, workload
+from bench.starship_operator import wait_for_run
+from tests.integration import parity, rig
+
+HISTORY_RESOURCES = ("dag_runs", "task_instances", "task_instance_history")
+BENCH_SYNC_DAG = """
+# The scheduled sync's Airflow DAG exactly, without its schedule: the benchmark triggers it itself.
+# (Airflow's safe mode parses only files that mention both "airflow" and "dag".)
+from starship_dags.dags import SYNC_DAG_ID, build_migration_dag
+
+dag = build_migration_dag(SYNC_DAG_ID, sync=True, schedule=None)
+"""
+REDIS_DB = 11  # the Celery broker's Redis database, flushed before use
+STARSHIP_LIMIT = 1024 * 1024  # the webserver's default allowed_payload_size
+
+
+@dataclass
+class OurRun:
+    label: str
+    state: str
+    seconds: float
+    rows: int
+    source_requests: int  # as the source webserver's access log counts them
+    target_requests: int
+    peak_rss_mb: float | None
+    start_rss_mb: float | None
+    tasks: int
+    task_seconds: float  # sum of the task instances' durations
+    work_seconds: float  # the part of that spent inside the operators' work
+    cpu: dict[str, float] = field(default_factory=dict)
+    summaries: dict[str, Any] = field(default_factory=dict, repr=False)
+    parity: str = "not checked"
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.shape = workload.Shape(args.dags, args.runs, args.tasks)
+        self.results: dict[str, Any] = {"shape": str(self.shape), "machine": {"cpus": os.cpu_count()}}
+        env = rig.AirflowEnv("2.11-bench").ensure()
+        env.install_project()
+        self.env = env
+        self.source = rig.AirflowServer("bench-source", env)
+        self.target = rig.AirflowServer("bench-target", env, dags=[rig.MIGRATION_DAG],
+                                        extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"})
+        (self.target.dags_folder / "starship_sync.py").write_text(BENCH_SYNC_DAG)
+        self.scheduler: list = []
+        self.workers: list = []
+
+    # ------------------------------------------------------------------ servers
+
+    def start(self) -> None:
+        self.source.start()
+        self.target.extra_env.update(self.source.connection_env("starship_source"))
+        self.target.extra_env.update(self.target.connection_env("starship_target"))
+        self.target.start()
+        self.scheduler = self.target.start_scheduler()
+
+    def stop(self) -> None:
+        for server in (self.target, self.source):
+            server.stop(drop=not os.environ.get("STARSHIP_DAGS_KEEP_HOMES"))
+
+    def cpu_meter(self) -> measure.CpuMeter:
+        return measure.CpuMeter({
+            "source webserver": measure.pgids([self.source._web]),
+            "target webserver": measure.pgids([self.target._web]),
+            "target scheduler and tasks": measure.pgids(self.scheduler) + measure.pgids(self.workers),
+            "source scheduler and tasks": measure.pgids([p for p in self.source.procs if p is not self.source._web]),
+        })
+
+    def use_celery(self, on: bool) -> None:
+        """Restart the target's scheduler with the CeleryExecutor and two workers, or back to local."""
+        self.target.stop_processes(self.scheduler + self.workers)
+        self.workers = []
+        celery = {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + rig.sql_url(self.target.db).replace("+psycopg2", ""),
+        }
+        if on:
+            self.target.python(f"import redis; redis.Redis(host='127.0.0.1', port=6379, db={REDIS_DB}).flushdb()")
+            self.target.extra_env.update(celery)
+            for n in (1, 2):
+                self.workers.append(self.target._spawn(
+                    ["celery", "worker", "--concurrency", str(self.args.celery_concurrency),
+                     "--celery-hostname", f"bench{n}@%h", "--skip-serve-logs"], f"celery-worker-{n}.log"))
+            self._wait_for_workers()
+        else:
+            for key in celery:
+                self.target.extra_env.pop(key, None)
+        self.scheduler = self.target.start_scheduler()
+
+    def _wait_for_workers(self) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            logs = [(self.target.home / f"celery-worker-{n}.log").read_text(errors="replace")
+                    if (self.target.home / f"celery-worker-{n}.log").exists() else "" for n in (1, 2)]
+            if all(" ready." in text for text in logs):
+                return
+            if any(proc.poll() is not None for proc in self.workers):
+                raise RuntimeError("a Celery worker exited:\n" + "\n".join(text[-3000:] for text in logs))
+            time.sleep(1)
+        raise RuntimeError("the Celery workers did not become ready in 180 s")
+
+    # ------------------------------------------------------------------ the migration DAG
+
+    def reset_target(self, dag_ids: list[str]) -> None:
+        parity.reset_history(self.target, dag_ids)
+
+    def run_ours(self, label: str, conf: dict[str, Any], *, dag_id: str = rig.MIGRATION_DAG.stem,
+                 timeout: float | None = None) -> OurRun:
+        conf = {"validate": False, **conf}
+        run_id = f"bench_{label}_{int(time.time())}"
+        meter = self.cpu_meter()
+        source_before, target_before = measure.access_lines(self.source), measure.access_lines(self.target)
+        meter.start()
+        self.target.cli("dags", "trigger", dag_id, "-r", run_id, "-c", json.dumps(conf))
+        state, seconds = wait_for_run(self.target, dag_id, run_id, timeout or self.args.timeout)
+        cpu = meter.stop()
+        result = rig.collect_run(self.target, dag_id, run_id)
+        summaries = result.summaries
+        history = [s for s in summaries.values() if s["resource"] in HISTORY_RESOURCES]
+        peaks = [s["memory_peak_mb"] for s in summaries.values() if s.get("memory_peak_mb")]
+        starts = [s["memory_start_mb"] for s in summaries.values() if s.get("memory_start_mb")]
+        tasks, task_seconds = self.target.sql(
+            "SELECT count(*), coalesce(sum(duration), 0) FROM task_instance WHERE dag_id = %s AND run_id = %s",
+            (dag_id, run_id))[0]
+        run = OurRun(
+            label=label, state=state, seconds=seconds, rows=sum(s["created"] for s in history),
+            source_requests=measure.access_lines(self.source) - source_before,
+            target_requests=measure.access_lines(self.target) - target_before,
+            peak_rss_mb=round(max(peaks), 1) if peaks else None,
+            start_rss_mb=round(max(starts), 1) if starts else None,
+            tasks=int(tasks), task_seconds=round(float(task_seconds), 1),
+            work_seconds=round(sum(s.get("seconds") or 0 for s in summaries.values()), 1),
+            cpu=cpu, summaries=summaries,
+        )
+        log(f"{label}: {state} in {seconds:.1f} s, {run.rows} rows ({run.rows_per_second:.0f} rows/s), "
+            f"{run.source_requests} source requests, peak task RSS {run.peak_rss_mb} MB, CPU {cpu}")
+        if state != "success":
+            log(f"{label}: failed tasks: {[t for t, s in result.task_states.items() if s != 'success']}\n"
+                + result.explain()[:3000])
+        return run
+
+    def check_parity(self, run: OurRun, dag_ids: list[str]) -> None:
+        try:
+            parity.assert_parity(self.source, self.target, dags=dag_ids)
+            parity.assert_no_duplicates_or_orphans(self.source, self.target, dags=dag_ids)
+            run.parity = "equal"
+        except AssertionError as err:
+            run.parity = f"DIFFERENT: {str(err)[:300]}"
+        log(f"{run.label}: parity {run.parity}")
+
+    def history_conf(self, dag_ids: list[str], **extra: Any) -> dict[str, Any]:
+        return {"resources": ["dag_history"], "dag_ids": dag_ids, **extra}
+
+    # ------------------------------------------------------------------ phases
+
+    def generate(self) -> None:
+        started = time.monotonic()
+        shape = self.shape
+        workload.declare_dags(self.source, {d: shape.task_ids for d in shape.dag_ids}, "bench_dags.py")
+        seeded = workload.seed_history(self.source, shape.dag_ids, shape.runs, shape.task_ids)
+        workload.seed_settings(self.source, self.args.pools, self.args.variables, self.args.connections)
+        self.results["generated"] = {**seeded, "pools": self.args.pools, "variables": self.args.variables,
+                                     "connections": self.args.connections,
+                                     "seconds": round(time.monotonic() - started, 1)}
+        log(f"generated {shape}: {seeded} in {time.monotonic() - started:.0f} s")
+
+    def raw_ceiling(self) -> None:
+        out = []
+        for threads in self.args.threads:
+            self.reset_target(self.shape.dag_ids)
+            meter = self.cpu_meter()
+            meter.start()
+            result = ceiling.copy_history(self.source, self.target, self.shape.dag_ids, threads)
+            cpu = meter.stop()
+            log(f"raw ceiling, {threads} thread(s): {result.rows} rows in {result.seconds:.1f} s "
+                f"({result.rows_per_second:.0f} rows/s), {result.requests} requests, CPU {cpu}")
+            out.append({**asdict(result), "rows_per_second": round(result.rows_per_second, 1), "cpu": cpu})
+        self.results["ceiling"] = out
+
+    def ours_local(self) -> OurRun:
+        self.reset_target(self.shape.dag_ids)
+        run = self.run_ours("local", self.history_conf(self.shape.dag_ids))
+        self.check_parity(run, self.shape.dag_ids)
+        self.results["ours_local"] = _public(run)
+        return run
+
+    def idle_sync(self) -> None:
+        first = self.run_ours("sync_first", {}, dag_id="starship_sync")
+        idle = self.run_ours("sync_idle", {}, dag_id="starship_sync")
+        discovered = [s for s in idle.summaries.values() if s["resource"] == "dag_runs"]
+        per_dag_calls = {}
+        for summary in idle.summaries.values():
+            if summary.get("dag_id"):
+                per_dag_calls[summary["dag_id"]] = per_dag_calls.get(summary["dag_id"], 0) + summary["source_api_calls"]
+        dags = max(len(discovered), 1)
+        self.results["idle_sync"] = {
+            "first": _public(first), "idle": _public(idle), "dags": len(discovered),
+            "source_requests": idle.source_requests,
+            "source_requests_per_dag": round(idle.source_requests / dags, 2),
+            "max_history_calls_of_one_dag": max(per_dag_calls.values(), default=0),
+            "created_or_updated": sum(s["created"] + s["updated"] for s in idle.summaries.values()),
+        }
+        log(f"idle sync: {idle.source_requests} source requests for {dags} DAGs; "
+            f"per DAG at most {self.results['idle_sync']['max_history_calls_of_one_dag']} history calls")
+
+    def ours_celery(self) -> None:
+        self.use_celery(True)
+        try:
+            self.reset_target(self.shape.dag_ids)
+            run = self.run_ours("celery", self.history_conf(self.shape.dag_ids))
+            self.check_parity(run, self.shape.dag_ids)
+            self.results["ours_celery"] = _public(run)
+        finally:
+            self.use_celery(False)
+
+    def starship(self) -> None:
+        """Starship's operator at the largest per-DAG run limit it survives, then ours at that limit."""
+        source, dag_ids, shape = self.source, self.shape.dag_ids, self.shape
+        starship_operator.connect(source, self.target)
+        source_scheduler = source.start_scheduler()
+        attempts: list[dict[str, Any]] = []
+
+        def attempt(limit: int) -> bool:
+            self.reset_target(dag_ids)
+            meter = self.cpu_meter()
+            meter.start()
+            state, seconds, why = starship_operator.run(source, dag_ids, limit, self.args.timeout)
+            cpu = meter.stop()
+            want = min(limit, shape.runs)
+            runs, tis = self.target.sql(
+                "SELECT (SELECT count(*) FROM dag_run WHERE dag_id = ANY(%s)), "
+                "(SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s))", (dag_ids, dag_ids))[0]
+            complete = state == "success" and runs == want * len(dag_ids) and tis == want * len(dag_ids) * shape.tasks
+            attempts.append({"limit": limit, "state": state, "seconds": round(seconds, 1), "runs": runs, "tis": tis,
+                             "complete": complete, "why": why, "cpu": cpu})
+            log(f"Starship operator, limit {limit}: {state} in {seconds:.1f} s, {runs} runs and {tis} task "
+                f"instances on the target{'' if complete else ' (incomplete) ' + why}")
+            return complete
+
+        try:
+            best = shape.runs if attempt(shape.runs) else None
+            if best is None:
+                low, high = 0, shape.runs
+                guess = min(self._starship_limit_estimate(), shape.runs - 1)
+                for _ in range(self.args.starship_attempts):
+                    if guess <= low or guess >= high:
+                        break
+                    if attempt(guess):
+                        low = guess
+                    else:
+                        high = guess
+                    if high - low <= max(10, low // 10):
+                        break
+                    guess = _round_limit(low + (high - low) / 2)
+                best = low or None
+        finally:
+            source.stop_processes(source_scheduler)
+        self.results["starship_operator"] = {"attempts": attempts, "largest_limit": best}
+        if not best:
+            log("Starship's operator completed no attempted limit")
+            return
+        survived = [a for a in attempts if a["limit"] == best and a["complete"]][-1]
+        self.reset_target(dag_ids)
+        ours = self.run_ours("limited", self.history_conf(dag_ids, runs_limit=best))
+        self.check_parity_limited(ours, dag_ids, best)
+        starship_rows = survived["runs"] + survived["tis"]
+        self.results["starship_operator"].update({
+            "rows": starship_rows, "seconds": survived["seconds"],
+            "rows_per_second": round(starship_rows / survived["seconds"], 1) if survived["seconds"] else None,
+            "ours": _public(ours),
+        })
+
+    def check_parity_limited(self, run: OurRun, dag_ids: list[str], limit: int) -> None:
+        want_runs = min(limit, self.shape.runs) * len(dag_ids)
+        runs = self.target.sql("SELECT count(*) FROM dag_run WHERE dag_id = ANY(%s)", (dag_ids,))[0][0]
+        tis = self.target.sql("SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s)", (dag_ids,))[0][0]
+        run.parity = "equal" if (runs, tis) == (want_runs, want_runs * self.shape.tasks) else (
+            f"DIFFERENT: {runs} runs and {tis} task instances, expected {want_runs} and {want_runs * self.shape.tasks}")
+        log(f"{run.label}: {run.parity}")
+
+    def _starship_limit_estimate(self) -> int:
+        """The run limit at which one DAG's task instances, as Starship's hook sends them, fill 1 MiB."""
+        sample = self.source.client().get("task_instances", dag_id=self.shape.dag_ids[0], limit=20, offset=0)
+        items = sample["task_instances"]
+        per_ti = len(json.dumps(items).encode()) / max(len(items), 1)  # requests' json= uses these separators
+        return _round_limit(STARSHIP_LIMIT / (per_ti * self.shape.tasks))
+
+    def memory(self) -> None:
+        out = []
+        for size in self.args.rss_sizes:
+            dag_id = workload.rss_dag_id(size)
+            runs = math.ceil(size / self.shape.tasks)
+            workload.declare_dags(self.source, {dag_id: self.shape.task_ids}, f"{dag_id}.py")
+            workload.seed_history(self.source, [dag_id], runs, self.shape.task_ids)
+            run = self.run_ours(f"rss_{size}", self.history_conf([dag_id]))
+            by_task = {s["resource"]: s.get("memory_peak_mb") for s in run.summaries.values()
+                       if s["resource"] in HISTORY_RESOURCES}
+            out.append({"task_instances": runs * self.shape.tasks, "runs": runs, "dag_id": dag_id,
+                        "peak_rss_mb": run.peak_rss_mb, "start_rss_mb": run.start_rss_mb,
+                        "peak_by_task": by_task, "state": run.state, "seconds": round(run.seconds, 1),
+                        "rows": run.rows})
+        self.results["memory"] = out
+
+
+def _round_limit(value: float) -> int:
+    return max(10, int(value // 10 * 10))
+
+
+def _public(run: OurRun) -> dict[str, Any]:
+    data = asdict(run)
+    data.pop("summaries")
+    data["rows_per_second"] = round(run.rows_per_second, 1)
+    return data
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(name: str, value: str, goal: str = "", met: bool | None = None) -> None:
+        rows.append((name, value, goal, "" if met is None else ("yes" if met else "NO")))
+
+    ceilings = results.get("ceiling") or []
+    best = max(ceilings, key=lambda c: c["rows_per_second"], default=None)
+    for c in ceilings:
+        add(f"raw ceiling, {c['threads']} thread(s)", f"{c['rows_per_second']:.0f} rows/s ({c['rows']} rows, "
+            f"{c['seconds']:.0f} s, {c['requests']} requests)")
+    local = results.get("ours_local")
+    if local:
+        add("ours, LocalExecutor", f"{local['rows_per_second']:.0f} rows/s ({local['rows']} rows, {local['seconds']:.0f} s, "
+            f"{local['source_requests']}+{local['target_requests']} requests), parity {local['parity']}")
+        r = ratio(local["rows_per_second"], best and best["rows_per_second"])
+        if r is not None:
+            add("ours / raw ceiling", f"{r:.2f}", ">= 0.90", r >= 0.90)
+    celery = results.get("ours_celery")
+    if celery:
+        add("ours, CeleryExecutor (2 workers)", f"{celery['rows_per_second']:.0f} rows/s ({celery['rows']} rows, "
+            f"{celery['seconds']:.0f} s), parity {celery['parity']}", "same parity as local",
+            celery["parity"] == "equal" and celery["state"] == "success" and bool(local) and local["parity"] == "equal")
+    starship = results.get("starship_operator")
+    if starship:
+        failed = [a for a in starship["attempts"] if not a["complete"]]
+        if failed:
+            add("Starship operator, limits it fails at", ", ".join(f"{a['limit']} ({a['why'] or a['state']})" for a in failed))
+        if starship.get("largest_limit"):
+            ours = starship["ours"]
+            add(f"Starship operator, limit {starship['largest_limit']} runs/DAG",
+                f"{starship['rows_per_second']:.0f} rows/s ({starship['rows']} rows, {starship['seconds']:.0f} s)")
+            add(f"ours, same limit", f"{ours['rows_per_second']:.0f} rows/s ({ours['rows']} rows, {ours['seconds']:.0f} s), "
+                f"parity {ours['parity']}")
+            r = ratio(ours["rows_per_second"], starship["rows_per_second"])
+            if r is not None:
+                add("ours / Starship operator", f"{r:.2f}", ">= 10", r >= 10)
+    memory = results.get("memory") or []
+    for m in memory:
+        add(f"peak task RSS, {m['task_instances']:,} task instances in one DAG",
+            f"{m['peak_rss_mb']} MB (start {m['start_rss_mb']} MB)", "<= 250 MB",
+            m["peak_rss_mb"] is not None and m["peak_rss_mb"] <= 250)
+    if len(memory) >= 2 and all(m["peak_rss_mb"] for m in memory):
+        growth = memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"]
+        add("RSS growth, smallest to largest", f"{growth:+.1f} MB", "flat (< 25 MB)", growth < 25)
+    idle = results.get("idle_sync")
+    if idle:
+        add("idle sync, source requests per DAG", f"{idle['source_requests_per_dag']} ({idle['source_requests']} "
+            f"for {idle['dags']} DAGs; one DAG's history tasks at most {idle['max_history_calls_of_one_dag']})",
+            "<= 2", idle["source_requests_per_dag"] <= 2)
+    widths = [max(len(r[i]) for r in rows + [("measure", "value", "target", "met")]) for i in range(4)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "met"), widths)),
+             "-|-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def profile(results: dict[str, Any]) -> str:
+    """Where the time went: CPU seconds per process group during each phase."""
+    lines = []
+    for c in results.get("ceiling") or []:
+        lines.append(f"raw ceiling ({c['threads']} thread(s), {c['seconds']:.0f} s): {c['cpu']}")
+    for key in ("ours_local", "ours_celery"):
+        run = results.get(key)
+        if run:
+            lines.append(f"{key} ({run['seconds']:.0f} s, {run['tasks']} task instances, {run['task_seconds']:.0f} s "
+                         f"in tasks of which {run['work_seconds']:.0f} s migrating): {run['cpu']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dags", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=500, help="runs per DAG")
+    parser.add_argument("--tasks", type=int, default=5, help="tasks per run")
+    parser.add_argument("--pools", type=int, default=100)
+    parser.add_argument("--variables", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4],
+                        help="thread counts of the raw ceiling client, comma separated")
+    parser.add_argument("--rss-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000],
+                        help="task instances of the single-DAG memory runs, comma separated")
+    parser.add_argument("--celery-concurrency", type=int, default=8, help="task slots per Celery worker")
+    parser.add_argument("--starship-attempts", type=int, default=4, help="limits to try below the full history")
+    parser.add_argument("--skip", default="", help="phases to leave out: ceiling,local,idle,celery,starship,memory")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one DAG run may take")
+    parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if not rig.pg_reachable():
+        log(f"PostgreSQL is not reachable at {rig.PG_HOST}:{rig.PG_PORT}")
+        return 2
+    bench = Bench(args)
+    started = time.monotonic()
+    try:
+        bench.start()
+        bench.generate()
+        phases = [("ceiling", bench.raw_ceiling), ("local", bench.ours_local), ("idle", bench.idle_sync),
+                  ("celery", bench.ours_celery), ("starship", bench.starship), ("memory", bench.memory)]
+        for name, phase in phases:
+            if name in skip:
+                continue
+            log(f"phase {name}")
+            phase()
+            args.out.write_text(json.dumps(bench.results, indent=2, default=str))
+    finally:
+        bench.stop()
+    bench.results["seconds"] = round(time.monotonic() - started, 1)
+    args.out.write_text(json.dumps(bench.results, indent=2, default=str))
+    print(f"\nBenchmark: {bench.shape} (+ {args.pools} pools, {args.variables} variables, "
+          f"{args.connections} connections), Airflow 2.11 -> 2.11, {os.cpu_count()} CPUs, "
+          f"{bench.results['seconds']:.0f} s in all\n")
+    print(table(bench.results))
+    print("\nCPU seconds per process group (where the time goes):")
+    print(profile(bench.results))
+    print(f"\nEvery number: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
