@@ -21,48 +21,39 @@ def access_lines(server: rig.AirflowServer) -> int:
         return sum(1 for _ in log)
 
 
-def _cpu_by_pgid() -> dict[int, float]:
-    """CPU seconds of every process group: its live processes and the children they reaped."""
-    out: dict[int, float] = {}
+def _cpu_totals() -> dict[object, float]:
+    """CPU seconds (with reaped children) per process group, and of every ``postgres`` process:
+    PostgreSQL puts each backend in a process group of its own."""
+    out: dict[object, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
-        pgid = int(fields[2])
         utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
-        out[pgid] = out.get(pgid, 0.0) + (utime + stime + cutime + cstime) / _TICKS
+        seconds = (utime + stime + cutime + cstime) / _TICKS
+        key = POSTGRES if text[text.index("(") + 1:text.rindex(")")] == "postgres" else int(fields[2])
+        out[key] = out.get(key, 0.0) + seconds
     return out
 
 
-def _postgres_pgid() -> int | None:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if "(postgres)" in text[:40]:
-            fields = text[text.rindex(")") + 2:].split()
-            return int(fields[2])
-    return None
+POSTGRES = "postgres"
 
 
 class CpuMeter:
     """CPU seconds spent by named process groups between ``start()`` and ``stop()``."""
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = {name: pgids for name, pgids in groups.items() if pgids}
-        postgres = _postgres_pgid()
-        if postgres:
-            self.groups["postgresql"] = [postgres]
+        self.groups: dict[str, list] = {name: pgids for name, pgids in groups.items() if pgids}
+        self.groups["postgresql"] = [POSTGRES]
 
     def start(self) -> None:
-        self._before = _cpu_by_pgid()
+        self._before = _cpu_totals()
         self._self_before = _own_cpu()
 
     def stop(self) -> dict[str, float]:
-        after = _cpu_by_pgid()
+        after = _cpu_totals()
         spent = {name: sum(after.get(g, 0.0) - self._before.get(g, 0.0) for g in pgids)
                  for name, pgids in self.groups.items()}
         spent["benchmark client"] = _own_cpu() - self._self_before

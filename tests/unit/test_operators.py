@@ -150,3 +150,28 @@ def test_connection_ids_the_target_would_turn_into_null_are_refused_up_front(con
     assert (reason is None) is valid
     if reason:
         assert "rename it on the source" in reason
+
+
+class _Ti:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+class _CountingTarget(FakeTarget):
+    request_count = write_count = 0
+
+
+def test_execute_records_wall_time_and_peak_memory_in_the_summary():
+    target = _CountingTarget([])
+    op = operator(SOURCE, target)
+    op.__dict__["source_hook"] = _CountingTarget(SOURCE)
+    op.source_hook.api_calls = op.source_hook.request_count = 0
+    op.target_conn_id = "t"
+    ti = _Ti()
+    op.execute({"ti": ti})
+    summary = ti.pushed["summary"]
+    assert summary["created"] == 2 and summary["seconds"] >= 0
+    assert 0 < summary["memory_start_mb"] <= summary["memory_peak_mb"]  # Linux: /proc/self/status

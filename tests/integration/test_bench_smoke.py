@@ -1,0 +1,46 @@
+"""The benchmark command at a smoke size: every phase runs on real servers and checks its own parity.
+
+The full size (20 DAGs x 500 runs x 5 tasks) is not part of the test run: ``bash scripts/bench.sh``."""
+
+from __future__ import annotations
+
+import json
+
+from bench import run
+
+DAGS, RUNS, TASKS = 2, 12, 2
+
+
+def test_benchmark_smoke(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = run.main(["--dags", str(DAGS), "--runs", str(RUNS), "--tasks", str(TASKS), "--pools", "3",
+                     "--variables", "3", "--connections", "3", "--threads", "2", "--rss-sizes", "60",
+                     "--celery-concurrency", "4", "--starship-attempts", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    results = json.loads(out.read_text())
+    seeded = results["generated"]
+    rows = seeded["runs"] + seeded["tis"] + seeded["tries"]
+    assert seeded["runs"] == DAGS * RUNS and seeded["tis"] == DAGS * RUNS * TASKS
+
+    assert [c["rows"] for c in results["ceiling"]] == [rows]
+    for key in ("ours_local", "ours_celery"):
+        assert results[key]["state"] == "success", results[key]
+        assert results[key]["parity"] == "equal", results[key]
+        assert results[key]["rows"] == rows, results[key]
+        assert results[key]["peak_rss_mb"] and results[key]["source_requests"] > 0
+
+    idle = results["idle_sync"]
+    assert idle["idle"]["state"] == "success" and idle["created_or_updated"] == 0, idle
+    assert idle["dags"] == DAGS and idle["max_history_calls_of_one_dag"] <= 2, idle
+
+    starship = results["starship_operator"]
+    assert starship["largest_limit"] == RUNS, starship  # a history this small fits in one request
+    assert starship["ours"]["parity"] == "equal" and starship["rows"] == DAGS * RUNS * (1 + TASKS)
+
+    memory, = results["memory"]
+    assert memory["state"] == "success" and memory["task_instances"] == 60 and memory["peak_rss_mb"], memory
+
+    for measure in ("raw ceiling, 2 thread(s)", "ours / raw ceiling", "ours, CeleryExecutor (2 workers)",
+                    "ours / Starship operator", "peak task RSS, 60 task instances", "idle sync, source requests per DAG"):
+        assert measure in printed, printed
