@@ -406,7 +406,7 @@ def table(results: dict[str, Any]) -> str:
             ours = starship["ours"]
             add(f"Starship operator, limit {starship['largest_limit']} runs/DAG",
                 f"{starship['rows_per_second']:.0f} rows/s ({starship['rows']} rows, {starship['seconds']:.0f} s)")
-            add(f"ours, same limit", f"{ours['rows_per_second']:.0f} rows/s ({ours['rows']} rows, {ours['seconds']:.0f} s), "
+            add("ours, same limit", f"{ours['rows_per_second']:.0f} rows/s ({ours['rows']} rows, {ours['seconds']:.0f} s), "
                 f"parity {ours['parity']}")
             r = ratio(ours["rows_per_second"], starship["rows_per_second"])
             if r is not None:

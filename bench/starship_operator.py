@@ -4,6 +4,7 @@ on the source, executed by the source's scheduler, pushing to the target over HT
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from tests.integration import rig
@@ -47,7 +48,8 @@ def run(source: rig.AirflowServer, dag_ids: list[str], limit: int, timeout: floa
             "AND state = 'failed'", (DAG_ID, run_id))]
         logs = "\n".join(p.read_text(errors="replace") for p in (source.home / "logs").rglob("*.log")
                          if f"dag_id={DAG_ID}" in str(p) and f"run_id={run_id}" in str(p))
-        reasons = sorted({word for word in ("413", "409", "Request Entity Too Large", "Conflict") if word in logs})
+        # requests' raise_for_status() message, e.g. "413 Client Error: REQUEST ENTITY TOO LARGE for url"
+        reasons = sorted(set(re.findall(r"\b(\d{3}) (?:Client|Server) Error", logs)))
         why = f"{len(failed)} task(s) failed ({', '.join(reasons) or 'see the source task logs'})"
     return state, seconds, why
 

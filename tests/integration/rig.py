@@ -41,8 +41,8 @@ AIRFLOW_VERSIONS = {
     "2.11": ["apache-airflow[postgres]==2.11.0", STARSHIP, HTTP_PROVIDER],
     "3.3": ["apache-airflow[postgres]==3.3.2", STARSHIP, HTTP_PROVIDER],
 }
-#: Environments only the benchmark builds (``bench/``): Airflow 2.11 with the Celery executor and
-#: Starship's own operators (the ``provider`` extra). The tests never build them.
+#: Environments only the benchmark uses (``bench/``, and its smoke test): Airflow 2.11 with the Celery
+#: executor and Starship's own operators (the ``provider`` extra).
 EXTRA_ENVS = {
     "2.11-bench": ["apache-airflow[postgres,celery]==2.11.0", "celery[redis]>=5.5,<5.7",
                    "astronomer-starship[provider]==2.10.1",
@@ -117,10 +117,6 @@ class AirflowEnv:
     @property
     def major(self) -> int:
         return int(self.version.split(".")[0])
-
-    @property
-    def airflow_version(self) -> str:
-        return self.version.split("-")[0]
 
     def ensure(self) -> AirflowEnv:
         marker = self.path / ".complete"
