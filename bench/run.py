@@ -82,7 +82,8 @@ class Bench:
         self.env = env
         self.source = rig.AirflowServer("bench-source", env)
         self.target = rig.AirflowServer("bench-target", env, dags=[rig.MIGRATION_DAG],
-                                        extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"})
+                                        extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                                                   **dict(args.target_env)})
         (self.target.dags_folder / "starship_sync.py").write_text(BENCH_SYNC_DAG)
         self.scheduler: list = []
         self.workers: list = []
@@ -461,6 +462,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--celery-concurrency", type=int, default=8, help="task slots per Celery worker")
     parser.add_argument("--starship-attempts", type=int, default=4, help="limits to try below the full history")
     parser.add_argument("--skip", default="", help="phases to leave out: ceiling,local,idle,celery,starship,memory")
+    parser.add_argument("--target-env", action="append", default=[], metavar="KEY=VALUE",
+                        type=lambda s: tuple(s.split("=", 1)),
+                        help="an environment variable for the target's Airflow (e.g. AIRFLOW__CORE__PARALLELISM=8); "
+                        "repeatable")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one DAG run may take")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
     return parser.parse_args(argv)
