@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling, measure, starship_operator, workload
-from bench.starship_operator import wait_for_run
 from tests.integration import parity, rig
 
 HISTORY_RESOURCES = ("dag_runs", "task_instances", "task_instance_history")
@@ -79,7 +78,6 @@ class Bench:
         self.results: dict[str, Any] = {"shape": str(self.shape), "machine": {"cpus": os.cpu_count()}}
         env = rig.AirflowEnv("2.11-bench").ensure()
         env.install_project()
-        self.env = env
         self.source = rig.AirflowServer("bench-source", env)
         self.target = rig.AirflowServer("bench-target", env, dags=[rig.MIGRATION_DAG],
                                         extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -156,30 +154,27 @@ class Bench:
         source_before, target_before = measure.access_lines(self.source), measure.access_lines(self.target)
         meter.start()
         self.target.cli("dags", "trigger", dag_id, "-r", run_id, "-c", json.dumps(conf))
-        state, seconds = wait_for_run(self.target, dag_id, run_id, timeout or self.args.timeout)
+        state, seconds = self.target.wait_for_run(dag_id, run_id, timeout or self.args.timeout)
         cpu = meter.stop()
         result = rig.collect_run(self.target, dag_id, run_id)
         summaries = result.summaries
         history = [s for s in summaries.values() if s["resource"] in HISTORY_RESOURCES]
         peaks = [s["memory_peak_mb"] for s in summaries.values() if s.get("memory_peak_mb")]
         starts = [s["memory_start_mb"] for s in summaries.values() if s.get("memory_start_mb")]
-        tasks, task_seconds = self.target.sql(
-            "SELECT count(*), coalesce(sum(duration), 0) FROM task_instance WHERE dag_id = %s AND run_id = %s",
-            (dag_id, run_id))[0]
-        by_task = {
-            task_id: {"count": count, "seconds": round(float(total or 0), 1), "window": round(float(window or 0), 1)}
-            for task_id, count, total, window in self.target.sql(
-                "SELECT task_id, count(*), sum(duration), EXTRACT(EPOCH FROM max(end_date) - min(start_date)) "
-                "FROM task_instance WHERE dag_id = %s AND run_id = %s GROUP BY task_id "
-                "ORDER BY min(start_date)", (dag_id, run_id))
-        }
+        per_task = self.target.sql(
+            "SELECT task_id, count(*), coalesce(sum(duration), 0), EXTRACT(EPOCH FROM max(end_date) - min(start_date)) "
+            "FROM task_instance WHERE dag_id = %s AND run_id = %s GROUP BY task_id ORDER BY min(start_date)",
+            (dag_id, run_id))
+        by_task = {task_id: {"count": count, "seconds": round(float(total), 1), "window": round(float(window or 0), 1)}
+                   for task_id, count, total, window in per_task}
         run = OurRun(
             label=label, state=state, seconds=seconds, rows=sum(s["created"] for s in history),
             source_requests=measure.access_lines(self.source) - source_before,
             target_requests=measure.access_lines(self.target) - target_before,
             peak_rss_mb=round(max(peaks), 1) if peaks else None,
             start_rss_mb=round(max(starts), 1) if starts else None,
-            tasks=int(tasks), task_seconds=round(float(task_seconds), 1),
+            tasks=sum(count for _, count, _, _ in per_task),
+            task_seconds=round(sum(float(total) for _, _, total, _ in per_task), 1),
             work_seconds=round(sum(s.get("seconds") or 0 for s in summaries.values()), 1),
             cpu=cpu, by_task=by_task, summaries=summaries,
         )
@@ -198,6 +193,12 @@ class Bench:
         except AssertionError as err:
             run.parity = f"DIFFERENT: {str(err)[:300]}"
         log(f"{run.label}: parity {run.parity}")
+
+    def target_counts(self, dag_ids: list[str]) -> tuple[int, int]:
+        """Runs and task instances of these DAGs on the target."""
+        return tuple(self.target.sql(
+            "SELECT (SELECT count(*) FROM dag_run WHERE dag_id = ANY(%s)), "
+            "(SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s))", (dag_ids, dag_ids))[0])
 
     def history_conf(self, dag_ids: list[str], **extra: Any) -> dict[str, Any]:
         return {"resources": ["dag_history"], "dag_ids": dag_ids, **extra}
@@ -282,9 +283,7 @@ class Bench:
             state, seconds, why = starship_operator.run(source, dag_ids, limit, self.args.timeout)
             cpu = meter.stop()
             want = min(limit, shape.runs)
-            runs, tis = self.target.sql(
-                "SELECT (SELECT count(*) FROM dag_run WHERE dag_id = ANY(%s)), "
-                "(SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s))", (dag_ids, dag_ids))[0]
+            runs, tis = self.target_counts(dag_ids)
             complete = state == "success" and runs == want * len(dag_ids) and tis == want * len(dag_ids) * shape.tasks
             attempts.append({"limit": limit, "state": state, "seconds": round(seconds, 1), "runs": runs, "tis": tis,
                              "complete": complete, "why": why, "cpu": cpu})
@@ -327,8 +326,7 @@ class Bench:
 
     def check_parity_limited(self, run: OurRun, dag_ids: list[str], limit: int) -> None:
         want_runs = min(limit, self.shape.runs) * len(dag_ids)
-        runs = self.target.sql("SELECT count(*) FROM dag_run WHERE dag_id = ANY(%s)", (dag_ids,))[0][0]
-        tis = self.target.sql("SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s)", (dag_ids,))[0][0]
+        runs, tis = self.target_counts(dag_ids)
         run.parity = "equal" if (runs, tis) == (want_runs, want_runs * self.shape.tasks) else (
             f"DIFFERENT: {runs} runs and {tis} task instances, expected {want_runs} and {want_runs * self.shape.tasks}")
         log(f"{run.label}: {run.parity}")

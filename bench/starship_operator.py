@@ -40,7 +40,7 @@ def run(source: rig.AirflowServer, dag_ids: list[str], limit: int, timeout: floa
     source.cli("dags", "unpause", DAG_ID)
     run_id = f"bench_limit_{limit}_{int(time.time())}"
     source.cli("dags", "trigger", DAG_ID, "-r", run_id)
-    state, seconds = wait_for_run(source, DAG_ID, run_id, timeout)
+    state, seconds = source.wait_for_run(DAG_ID, run_id, timeout)
     why = ""
     if state != "success":
         failed = [row[0] for row in source.sql(
@@ -53,16 +53,3 @@ def run(source: rig.AirflowServer, dag_ids: list[str], limit: int, timeout: floa
         why = f"{len(failed)} task(s) failed ({', '.join(reasons) or 'see the source task logs'})"
     return state, seconds, why
 
-
-def wait_for_run(server: rig.AirflowServer, dag_id: str, run_id: str, timeout: float) -> tuple[str, float]:
-    """Wait until the run ends; its state and the seconds from its start to its end (database times)."""
-    deadline = time.monotonic() + timeout
-    state = None
-    while time.monotonic() < deadline:
-        rows = server.sql("SELECT state, EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run "
-                          "WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
-        state = rows[0][0] if rows else None
-        if state in ("success", "failed"):
-            return state, float(rows[0][1] or 0)
-        time.sleep(1)
-    raise RuntimeError(f"{server.name}: {dag_id} {run_id} still {state} after {timeout:.0f} s")

@@ -380,6 +380,19 @@ class AirflowServer:
             time.sleep(1)
         raise RuntimeError(f"{self.name}: not ready after {timeout} s\n{self.server_log()[-5000:]}")
 
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> tuple[str, float]:
+        """Wait until a DAG run ends: its state, and the seconds from its start to its end (database times)."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            rows = self.sql("SELECT state, EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run "
+                            "WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
+            state = rows[0][0] if rows else None
+            if state in ("success", "failed"):
+                return state, float(rows[0][1] or 0)
+            time.sleep(1)
+        raise RuntimeError(f"{self.name}: {dag_id} {run_id} still {state} after {timeout:.0f} s")
+
     def server_log(self) -> str:
         name = "webserver.log" if self.major == 2 else "api-server.log"
         path = self.home / name
