@@ -24,6 +24,28 @@ else:  # Airflow 2.10 / 2.11
     from airflow.decorators import task_group
     from airflow.utils.task_group import TaskGroup
 
+
+
+def skip_own_downstream(context, task_ids: list[str]) -> None:
+    """Mark these direct downstream tasks of the running task, in its own map index, skipped.
+
+    The scheduler then never starts them. Airflow 2 reads the skip list from an XCom of the parent
+    (``NotPreviouslySkippedDep``, which also covers tasks of a mapped group not expanded yet);
+    Airflow 3 skips them when the task ends with ``DownstreamTasksSkipped``, so on Airflow 3 this
+    must be the task's last call: it raises.
+    """
+    if not task_ids:
+        return
+    ti = context["ti"]
+    if AIRFLOW_MAJOR >= 3:
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        raise DownstreamTasksSkipped(tasks=[(task_id, ti.map_index) for task_id in task_ids])
+    from airflow.models.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
+
+    ti.xcom_push(key=XCOM_SKIPMIXIN_KEY, value={XCOM_SKIPMIXIN_SKIPPED: list(task_ids)})
+
+
 try:  # the same list of names Airflow itself hides in logs and the UI
     if AIRFLOW_MAJOR >= 3:
         from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
@@ -50,5 +72,6 @@ __all__ = [
     "TaskGroup",
     "is_sensitive_key",
     "mask_secret",
+    "skip_own_downstream",
     "task_group",
 ]

@@ -255,8 +255,17 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
                 task_id="validate", source_dag=source_dag, plan=runs.output,
                 enabled=validate_history, **selection, **common,
             )
+            # dag_runs skips the later tasks that have nothing to do, so it is upstream of each
+            runs.children = {tis.task_id: True, **{c.task_id: c.enabled for c in copies},
+                             tries.task_id: True, check.task_id: check.enabled}
+            runs.artifact_children = frozenset(c.task_id for c in copies)
+            planned_by.update(dict.fromkeys(runs.children, runs.task_id))
             runs >> tis >> copies >> tries >> check
+            # direct edges too: a skipped task counts as done, so the order must not pass through one
+            runs >> [*copies, tries, check]
+            tis >> tries
 
+        planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
         per_dag = history.expand(source_dag=discover.output)
         for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
             expected[task_id] = history_enabled
@@ -269,7 +278,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             # a DAG is unpaused on the target only when these left clean summaries
             settings_checks={t: e for t, e in expected.items() if t.startswith("settings.") and t != environment.task_id}
             | {validate_settings.task_id: validate_settings.enabled},
-            dag_checks={t: e for t, e in expected.items() if t.startswith("history.")},
+            dag_checks={t: e for t, e in expected.items() if t.startswith("history.")}, planned_by=planned_by,
             timeout_minutes=timeout, **common,
         )
         expected[unpause.task_id] = cutover
@@ -277,6 +286,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             task_id="report",
             expected=expected,
             mapped={task_id: discover.task_id for task_id in expected if task_id.startswith("history.")},
+            planned_by=planned_by,
         )
         guard >> [settings, pause]
         pause >> discover

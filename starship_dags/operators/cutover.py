@@ -31,7 +31,7 @@ from airflow.exceptions import AirflowException
 
 from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
-from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE
+from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, skipped_by_plan
 from starship_dags.report import Summary
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
@@ -205,7 +205,7 @@ class CutoverUnpauseOperator(_CutoverOperator):
 
     def __init__(self, *, pause_task_id: str, discover_task_id: str, mirror_paused: Any = True,
                  settings_checks: dict[str, Any] | None = None, dag_checks: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+                 planned_by: dict[str, str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")  # decides per DAG from the summaries
         super().__init__(**kwargs)
         self.pause_task_id = pause_task_id
@@ -213,6 +213,7 @@ class CutoverUnpauseOperator(_CutoverOperator):
         self.mirror_paused = mirror_paused
         self.settings_checks = settings_checks or {}  # task id -> whether it was meant to run
         self.dag_checks = dag_checks or {}  # mapped task id (one per DAG) -> whether it was meant to run
+        self.planned_by = planned_by or {}  # mapped task id -> the task that may skip it (nothing to do)
 
     def incomplete(self, context: Any) -> dict[str, str]:
         """DAG id (``*``: all) -> which task did not finish cleanly for it."""
@@ -226,6 +227,9 @@ class CutoverUnpauseOperator(_CutoverOperator):
             problems.setdefault(spec["dag_id"], "")
             for task_id, enabled in self.dag_checks.items():
                 found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=index) if as_bool(enabled) else {}
+                if found is None and task_id in self.planned_by and skipped_by_plan(
+                        ti, self.planned_by[task_id], task_id, index):
+                    continue  # nothing to do for it: the DAG's history was complete already
                 if not isinstance(found, dict) or found.get("failed"):
                     problems[spec["dag_id"]] = f"{task_id} did not finish cleanly"
                     break

@@ -13,6 +13,11 @@ Per DAG, three tasks run in order inside a mapped task group:
    ``try_number``), then stores the DAG's marker.
 
 Queued and running runs are skipped and counted; the next run picks them up.
+
+Each per-DAG task starts a process on the target's executor, which costs about a CPU-second
+whatever it does. So ``dag_runs``, once it succeeds, marks the later tasks with nothing to do as
+skipped before they start: all of them for an unchanged DAG, the XCom and log tasks when no run
+needs them, and tasks whose resource is not selected.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from starship_dags import sync_state
+from starship_dags.compat import skip_own_downstream
 from starship_dags.hooks.starship import PostResult
 from starship_dags.operators.base import MigrationOperator, StarshipOperator, as_bool, as_name_list
 from starship_dags.report import Summary
@@ -40,6 +46,7 @@ FINISHED_RUN_STATES = frozenset({"success", "failed"})
 RUN_PAGE = 500  # runs per GET of dag_runs
 TI_PAGE_RUNS = 100  # runs per GET of task instances (their task instances come along)
 TARGET_TI_PAGE_RUNS = 500
+WRITE_BATCH_RUNS = 2000  # new runs are written every this many (the hook splits by bytes)
 
 
 def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -190,16 +197,32 @@ class HistoryOperator(MigrationOperator):
             summary.add("failed", name, reason)
 
 
+def skipped_by_plan(ti: Any, planner_task_id: str, task_id: str, map_index: int) -> bool:
+    """True when the DAG's ``dag_runs`` task (``planner_task_id``) skipped ``task_id`` in this map
+    index because it had nothing to do: such a task leaves no summary, and that is complete."""
+    plan = ti.xcom_pull(task_ids=planner_task_id, map_indexes=map_index)
+    return isinstance(plan, dict) and task_id in (plan.get("skipped_tasks") or [])
+
+
 class DagRunsMigrationOperator(HistoryOperator):
     """:param artifacts: which of ``xcoms``/``task_logs`` the DAG's later tasks copy; part of the
-        selection stored in the sync marker, so selecting one more re-examines every run once."""
+        selection stored in the sync marker, so selecting one more re-examines every run once.
+    :param children: task id -> whether it is meant to run, for each later task of the DAG (all
+        direct downstream of this one). When this task succeeds, it skips those not meant to run,
+        the ``artifact_children`` (XComs, logs) when no run needs them, and all of them when the DAG is unchanged, so
+        the scheduler does not start a task only for it to find nothing to do. The plan names them
+        (``skipped_tasks``). After a failure every later task runs.
+    """
 
     resource = "dag_runs"
-    template_fields = (*HistoryOperator.template_fields, "artifacts")
+    template_fields = (*HistoryOperator.template_fields, "artifacts", "children")
 
-    def __init__(self, *, artifacts: Any = (), **kwargs: Any) -> None:
+    def __init__(self, *, artifacts: Any = (), children: dict[str, Any] | None = None,
+                 artifact_children: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.artifacts = artifacts
+        self.children = dict(children or {})
+        self.artifact_children = frozenset(artifact_children)  # the XCom and log tasks among them
 
     def selection(self) -> dict[str, Any]:
         return {**super().selection(), "artifacts": sorted(as_name_list(self.artifacts))}
@@ -208,9 +231,25 @@ class DagRunsMigrationOperator(HistoryOperator):
         self.plan: dict[str, Any] = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
         try:
             super().execute(context)
-        finally:
+        except BaseException:
             # Also when some runs failed: the task instances of the others still get migrated.
             context["ti"].xcom_push(key="return_value", value=self.plan)
+            raise
+        skipped = self.idle_children()
+        self.plan["skipped_tasks"] = skipped
+        context["ti"].xcom_push(key="return_value", value=self.plan)
+        if skipped:
+            self.log.info("Nothing to do for %s; skipped", ", ".join(skipped))
+        skip_own_downstream(context, skipped)  # on Airflow 3 this ends the task (successfully)
+
+    def idle_children(self) -> list[str]:
+        """The later tasks of this DAG that have nothing to do, by the plan just made."""
+        idle = []
+        for task_id, meant in self.children.items():
+            if (not as_bool(meant) or self.plan.get("idle")
+                    or (task_id in self.artifact_children and not self.plan.get("artifact_run_ids"))):
+                idle.append(task_id)
+        return sorted(idle)
 
     def migrate(self, summary: Summary, context: Any) -> None:
         dag_id = self.dag_to_migrate
@@ -232,52 +271,61 @@ class DagRunsMigrationOperator(HistoryOperator):
         if marker and not summary.dry_run:
             sync_state.delete_marker(target, dag_id)
 
-        target_runs = {r["run_id"]: r for r in self.target_rows(dag_id)}
-        target_by_date = {}
-        for run in target_runs.values():
+        # Only what the comparison needs is kept per run, and new runs are written as they come,
+        # so memory stays small however long the history is.
+        target_ids: set[str] = set()
+        target_by_date: dict[Any, str] = {}
+        for run in self.target_rows(dag_id):
+            target_ids.add(run["run_id"])
             when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
             if when is not None:
                 target_by_date[when] = run["run_id"]
 
-        selected: list[tuple[int, dict[str, Any]]] = []
+        selected: list[tuple[int, str]] = []  # (position on the source, run id) of each selected run
         pending: list[str] = []
+        created: list[str] = []  # sent to the target (the ones it refused are named in the summary)
+        clashes: set[str] = set()
+        batch: list[dict[str, Any]] = []
+        cutoff: tuple[Any, str] | None = None
         for kind, position, run in classify_runs(source.iter_dag_runs(dag_id, page_size=RUN_PAGE, first=first), selection):
+            run_id = run["run_id"]
             if kind == "pending":
-                summary.add("skipped", f"run {run['run_id']!r}", f"{run.get('state')}: picked up by a later run")
-                pending.append(run["run_id"])
-            else:
-                selected.append((position, run))
-
-        to_create, clashes = [], []
-        for _, run in selected:
-            if run["run_id"] in target_runs:
+                summary.add("skipped", f"run {run_id!r}", f"{run.get('state')}: picked up by a later run")
+                pending.append(run_id)
+                continue
+            selected.append((position, run_id))
+            ended = parse_datetime(run.get("end_date")) if run.get("end_date") else None
+            if ended is not None and (cutoff is None or ended > cutoff[0]):
+                cutoff = (ended, str(run["end_date"]))
+            if run_id in target_ids:
                 continue
             when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
             other = target_by_date.get(when) if when is not None else None
-            if other is not None and other != run["run_id"]:
-                clashes.append(run["run_id"])
-                summary.add(
-                    "failed", f"run {run['run_id']!r}",
-                    f"its logical date {when.isoformat()} is taken on the target by run {other!r}",
-                )
+            if other is not None and other != run_id:
+                clashes.add(run_id)
+                summary.add("failed", f"run {run_id!r}", f"its logical date {when.isoformat()} is taken on the target by run {other!r}")
                 continue
-            to_create.append(run)
-        summary.unchanged += len(selected) - len(to_create) - len(clashes)
-        self.post(summary, to_create)
+            batch.append(run)
+            created.append(run_id)
+            if len(batch) >= WRITE_BATCH_RUNS:
+                self.post(summary, batch)
+                batch = []
+        self.post(summary, batch)
+        summary.unchanged += len(selected) - len(created) - len(clashes)
         refused = {f["item"] for f in summary.failures}
         present = [
-            (pos, run) for pos, run in selected
-            if run["run_id"] in target_runs or (run["run_id"] not in clashes and f"run {run['run_id']!r}" not in refused)
+            (pos, run_id) for pos, run_id in selected
+            if run_id in target_ids or (run_id not in clashes and f"run {run_id!r}" not in refused)
         ]
+        new_runs = set(created)
         if marker is None:
             needed = present  # no proof of a complete earlier sync: check every run's children
         else:
-            created = {r["run_id"] for r in to_create}
             earlier_pending = set(marker.get("pending", []))
-            needed = [(pos, r) for pos, r in present if r["run_id"] in created or r["run_id"] in earlier_pending]
+            needed = [(pos, run_id) for pos, run_id in present if run_id in new_runs or run_id in earlier_pending]
         # Runs the target refused: their task instances cannot go in, the children name them.
-        present_ids = {r["run_id"] for _, r in present}
-        missing_runs = [(pos, r) for pos, r in selected if r["run_id"] not in present_ids]
+        present_ids = {run_id for _, run_id in present}
+        missing_runs = [(pos, run_id) for pos, run_id in selected if run_id not in present_ids]
         deepest = max((pos for pos, _ in (*needed, *missing_runs)), default=-1)
         # XComs and logs: runs written now or earlier pending, unless the marker does not prove that
         # the earlier runs got them (no marker, or a kind selected that the last sync did not copy).
@@ -286,9 +334,12 @@ class DagRunsMigrationOperator(HistoryOperator):
         self.plan = {
             "dag_id": dag_id,
             "idle": False,
-            "run_ids": [r["run_id"] for _, r in needed],
-            "artifact_run_ids": [r["run_id"] for _, r in artifact_runs] if selection["artifacts"] else [],
-            "refused_run_ids": [r["run_id"] for _, r in missing_runs],
+            "run_ids": [run_id for _, run_id in needed],
+            # of those, the runs that were on the target before this task: only their task instances
+            # and history can be there already, so only they are looked up on the target
+            "existing_run_ids": [run_id for _, run_id in needed if run_id in target_ids],
+            "artifact_run_ids": [run_id for _, run_id in artifact_runs] if selection["artifacts"] else [],
+            "refused_run_ids": [run_id for _, run_id in missing_runs],
             # how deep the children read the source: everything when there is no marker, else
             # down to the deepest run that needs its children (they read on if one is missing)
             "scan_runs": total if marker is None else deepest + 1,
@@ -296,8 +347,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             "source_total": total,
             # the newest end date among the runs this copy selected: validation leaves out runs that
             # finished later (a live source goes on running while the copy is made)
-            "source_cutoff": max((str(r["end_date"]) for _, r in selected if r.get("end_date")),
-                                 key=parse_datetime, default=None),
+            "source_cutoff": cutoff[1] if cutoff else None,
             "marker": sync_state.make_marker(
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
             ),
@@ -305,9 +355,8 @@ class DagRunsMigrationOperator(HistoryOperator):
         self.log.info(
             "%s: %d runs on the source, %d on the target; %d written, %d skipped as unfinished; "
             "task instances to check for %d runs",
-            dag_id, total, len(target_runs), len(to_create), len(pending), len(needed),
+            dag_id, total, len(target_ids), len(created), len(pending), len(needed),
         )
-
 
 class PlannedOperator(HistoryOperator):
     """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
@@ -357,8 +406,13 @@ class _ChildrenOperator(PlannedOperator):
     def copy_missing(
         self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any], refused: set[str] = frozenset()
     ) -> None:
-        on_target = {self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in needed} if needed else set()
-        seen: set[tuple] = set()
+        # Runs that dag_runs wrote just now cannot have rows on the target yet: only the others are read there.
+        maybe_there = needed & set(plan["existing_run_ids"]) if "existing_run_ids" in plan else needed
+        on_target = ({self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in maybe_there}
+                     if maybe_there else set())
+        # A page holds every row of its runs; a run met on an earlier page (ties in start dates move
+        # runs between pages) is skipped whole. Remembering run ids, not row keys, keeps memory small.
+        done_runs: set[str] = set()
         without_run: dict[str, int] = {}
         unseen_runs = set(needed)
         offset, depth, total = 0, int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
@@ -370,22 +424,26 @@ class _ChildrenOperator(PlannedOperator):
                 total = max(total, int(page.get("dag_run_count") or 0))
                 depth += max(0, total - int(plan.get("source_total") or 0))
             missing = []
+            page_keys: set[tuple] = set()
+            page_runs: set[str] = set()
             for row in page.get("task_instances") or []:
+                run_id = row["run_id"]
+                if run_id in done_runs or (run_id not in needed and run_id not in refused):
+                    continue
                 key = self.natural_key(row)
-                if key in seen:
+                if key in page_keys:
                     continue
-                if row["run_id"] in refused:
-                    seen.add(key)
-                    without_run[row["run_id"]] = without_run.get(row["run_id"], 0) + 1
+                page_keys.add(key)
+                page_runs.add(run_id)
+                if run_id in refused:
+                    without_run[run_id] = without_run.get(run_id, 0) + 1
                     continue
-                if row["run_id"] not in needed:
-                    continue
-                seen.add(key)
-                unseen_runs.discard(row["run_id"])
+                unseen_runs.discard(run_id)
                 if key in on_target:
                     summary.unchanged += 1
                 else:
                     missing.append(row)
+            done_runs |= page_runs
             self.post(summary, missing)
             offset += TI_PAGE_RUNS
             self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
@@ -439,7 +497,10 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
         ti = self._context["ti"]
         selected = set(marker.get("selection", {}).get("artifacts") or [])
         must = [*self.siblings, *(t for t, kind in self.artifact_siblings.items() if kind in selected)]
+        skipped = set((self.plan or {}).get("skipped_tasks") or [])  # by dag_runs: nothing to do
         for task_id in must:
+            if task_id in skipped:
+                continue
             found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
             if not isinstance(found, dict) or found.get("failed"):
                 self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
@@ -463,6 +524,7 @@ __all__ = [
     "DagRunsMigrationOperator",
     "PlannedOperator",
     "classify_runs",
+    "skipped_by_plan",
     "DiscoverDagsOperator",
     "TaskInstanceHistoryMigrationOperator",
     "TaskInstancesMigrationOperator",

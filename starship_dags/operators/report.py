@@ -10,6 +10,7 @@ from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
 from starship_dags.operators.guard import stood_aside
+from starship_dags.operators.history import skipped_by_plan
 from starship_dags.report import Summary, format_table
 
 
@@ -18,18 +19,23 @@ class MigrationReportOperator(BaseOperator):
 
     :param expected: task id -> whether that task was meant to run (templated; a task that was
         meant to run and left no summary crashed before it could report).
+    :param mapped: mapped task id -> the task whose list it is mapped over.
+    :param planned_by: mapped task id -> the task of the same DAG that may skip it as having
+        nothing to do (see :func:`~starship_dags.operators.history.skipped_by_plan`).
     """
 
     template_fields = ("expected",)
     ui_color = "#fdf6e3"
 
     def __init__(
-        self, *, expected: dict[str, Any], mapped: dict[str, str] | None = None, **kwargs: Any
+        self, *, expected: dict[str, Any], mapped: dict[str, str] | None = None,
+        planned_by: dict[str, str] | None = None, **kwargs: Any
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.expected = expected
         self.mapped = mapped or {}
+        self.planned_by = planned_by or {}
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
@@ -60,7 +66,8 @@ class MigrationReportOperator(BaseOperator):
                 value = found[position] if position < len(found) else None
                 if isinstance(value, dict):
                     summaries.append(Summary.from_dict(value))
-                else:
+                elif not (task_id in self.planned_by
+                          and skipped_by_plan(ti, self.planned_by[task_id], task_id, position)):
                     missing.append(label)
         table = format_table(summaries)
         self.log.info("Migration report:\n%s", table)

@@ -175,3 +175,98 @@ def test_execute_records_wall_time_and_peak_memory_in_the_summary():
     summary = ti.pushed["summary"]
     assert summary["created"] == 2 and summary["seconds"] >= 0
     assert 0 < summary["memory_start_mb"] <= summary["memory_peak_mb"]  # Linux: /proc/self/status
+
+
+def _dag_runs_task(plan, fail=False):
+    """The dag_runs task with its comparison replaced: it makes ``plan`` (and fails with ``fail``)."""
+    from starship_dags.operators.history import DagRunsMigrationOperator
+
+    op = DagRunsMigrationOperator(
+        task_id="dag_runs", source_dag={"dag_id": "d"}, artifacts=["xcoms"],
+        children={"h.task_instances": True, "h.xcoms": True, "h.task_logs": False, "h.task_instance_history": True,
+                  "h.validate": "false"},
+        artifact_children=["h.xcoms", "h.task_logs"],
+    )
+
+    def migrate(summary, context):
+        op.plan = plan
+        if fail:
+            summary.add("failed", "run 'r'", "refused")
+
+    op.migrate = migrate
+    return op
+
+
+@pytest.mark.parametrize("plan, skipped", [
+    ({"idle": False, "artifact_run_ids": ["r"]}, ["h.task_logs", "h.validate"]),
+    ({"idle": False, "artifact_run_ids": []}, ["h.task_logs", "h.validate", "h.xcoms"]),
+    ({"idle": True}, ["h.task_instance_history", "h.task_instances", "h.task_logs", "h.validate", "h.xcoms"]),
+])
+def test_dag_runs_skips_the_later_tasks_with_nothing_to_do(plan, skipped):
+    from starship_dags.compat import AIRFLOW_MAJOR
+
+    ti = _Ti()
+    ti.map_index = 3
+    op = _dag_runs_task(plan)
+    if AIRFLOW_MAJOR >= 3:
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        with pytest.raises(DownstreamTasksSkipped) as raised:
+            op.execute({"ti": ti})
+        assert raised.value.tasks == [(task_id, 3) for task_id in skipped]  # this DAG's map index only
+    else:
+        op.execute({"ti": ti})
+        assert ti.pushed["skipmixin_key"] == {"skipped": skipped}
+    assert ti.pushed["return_value"]["skipped_tasks"] == skipped  # the report and cutover read it
+
+
+def test_dag_runs_skips_nothing_after_a_failure():
+    ti = _Ti()
+    with pytest.raises(Exception, match="1 item"):
+        _dag_runs_task({"idle": True}, fail=True).execute({"ti": ti})
+    assert "skipped_tasks" not in ti.pushed["return_value"] and "skipmixin_key" not in ti.pushed
+
+
+class _TiPages:
+    """A source whose task instances come in pages of runs, and a target that counts its reads."""
+
+    def __init__(self, pages, target_rows=()):
+        self.pages, self.target = pages, list(target_rows)
+        self.target_reads = 0
+
+    def get_task_instances(self, dag_id, limit, offset):
+        page = self.pages[offset // limit] if offset // limit < len(self.pages) else []
+        return {"task_instances": page, "dag_run_count": limit * len(self.pages)}  # pages of `limit` runs
+
+    def iter_task_instances(self, dag_id, page_size):
+        self.target_reads += 1
+        return iter(self.target)
+
+
+def _ti(run_id, task_id="t"):
+    return {"dag_id": "d", "run_id": run_id, "task_id": task_id, "map_index": -1, "state": "success"}
+
+
+def _children_run(plan, hooks):
+    from starship_dags.operators.history import TaskInstancesMigrationOperator
+
+    op = TaskInstancesMigrationOperator(task_id="task_instances", source_dag={"dag_id": "d"}, plan=plan)
+    op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
+    written = []
+    op.post = lambda summary, rows: written.extend((r["run_id"], r["task_id"]) for r in rows)
+    summary = Summary(resource="task_instances")
+    op.migrate(summary, context={})
+    return summary, written
+
+
+def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target():
+    # r2 shows up on both pages (runs tied in start dates move between pages): it counts once
+    pages = [[_ti("r1"), _ti("r1", "u"), _ti("r2")], [_ti("r2"), _ti("r3")]]
+    plan = {"run_ids": ["r1", "r2", "r3"], "existing_run_ids": [], "scan_runs": 200, "source_total": 200}
+    hooks = _TiPages(pages)
+    summary, written = _children_run(plan, hooks)
+    assert written == [("r1", "t"), ("r1", "u"), ("r2", "t"), ("r3", "t")] and hooks.target_reads == 0
+    # a run that was on the target before: its rows are looked up, and the ones there are left alone
+    hooks = _TiPages(pages, target_rows=[_ti("r2")])
+    summary, written = _children_run({**plan, "existing_run_ids": ["r2"]}, hooks)
+    assert written == [("r1", "t"), ("r1", "u"), ("r3", "t")] and summary.unchanged == 1 and hooks.target_reads == 1

@@ -16,6 +16,8 @@ class FakeTI:
 
     def xcom_pull(self, task_ids, key="return_value", map_indexes=None):
         value = self.xcoms.get((task_ids, key))
+        if isinstance(map_indexes, int) and isinstance(value, list):
+            return value[map_indexes] if map_indexes < len(value) else None
         if map_indexes is not None and isinstance(value, list):
             return [value[i] if i < len(value) else None for i in map_indexes]
         return value
@@ -69,3 +71,19 @@ def test_item_failures_fail_the_report_and_disabled_tasks_are_ignored():
     with pytest.raises(AirflowException, match="1 item"):
         op.execute({"ti": ti})
     assert "variable 'x': HTTP 500" in ti.pushed["report"]["table"]
+
+
+def test_a_task_its_dag_runs_task_skipped_as_idle_is_not_missing():
+    """dag_runs skips a DAG's later tasks when it has nothing for them; those leave no summary."""
+    op = MigrationReportOperator(task_id="report", expected={"h.runs": True, "h.tis": True},
+                                 mapped={"h.runs": "discover", "h.tis": "discover"}, planned_by={"h.tis": "h.runs"})
+    xcoms = {("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
+             ("h.runs", "summary"): [summary("dag_runs", "a"), summary("dag_runs", "b")],
+             ("h.runs", "return_value"): [{"idle": True, "skipped_tasks": ["h.tis"]}, {"idle": False, "skipped_tasks": []}],
+             ("h.tis", "summary"): [None, summary("task_instances", "b", created=5)]}
+    result = op.execute({"ti": FakeTI(xcoms)})
+    assert result["missing"] == [] and [s["dag_id"] for s in result["summaries"]] == ["a", "b", "b"]
+    # the same gap where dag_runs did not skip it: the task crashed, and the report says so
+    xcoms[("h.tis", "summary")] = [summary("task_instances", "a"), None]
+    with pytest.raises(AirflowException, match=r"no summary from h.tis\[b\]"):
+        op.execute({"ti": FakeTI(xcoms)})
