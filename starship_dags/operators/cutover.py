@@ -31,7 +31,7 @@ from airflow.exceptions import AirflowException
 
 from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
-from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, skipped_by_plan
+from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, plan_skipped
 from starship_dags.report import Summary
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
@@ -227,8 +227,8 @@ class CutoverUnpauseOperator(_CutoverOperator):
             problems.setdefault(spec["dag_id"], "")
             for task_id, enabled in self.dag_checks.items():
                 found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=index) if as_bool(enabled) else {}
-                if found is None and task_id in self.planned_by and skipped_by_plan(
-                        ti, self.planned_by[task_id], task_id, index):
+                if found is None and task_id in self.planned_by and plan_skipped(
+                        ti.xcom_pull(task_ids=self.planned_by[task_id], map_indexes=index), task_id):
                     continue  # nothing to do for it: the DAG's history was complete already
                 if not isinstance(found, dict) or found.get("failed"):
                     problems[spec["dag_id"]] = f"{task_id} did not finish cleanly"

@@ -197,10 +197,9 @@ class HistoryOperator(MigrationOperator):
             summary.add("failed", name, reason)
 
 
-def skipped_by_plan(ti: Any, planner_task_id: str, task_id: str, map_index: int) -> bool:
-    """True when the DAG's ``dag_runs`` task (``planner_task_id``) skipped ``task_id`` in this map
-    index because it had nothing to do: such a task leaves no summary, and that is complete."""
-    plan = ti.xcom_pull(task_ids=planner_task_id, map_indexes=map_index)
+def plan_skipped(plan: Any, task_id: str) -> bool:
+    """True when the DAG's ``dag_runs`` task, by its ``plan``, skipped ``task_id`` as having nothing
+    to do: such a task leaves no summary, and that is complete."""
     return isinstance(plan, dict) and task_id in (plan.get("skipped_tasks") or [])
 
 
@@ -524,7 +523,7 @@ __all__ = [
     "DagRunsMigrationOperator",
     "PlannedOperator",
     "classify_runs",
-    "skipped_by_plan",
+    "plan_skipped",
     "DiscoverDagsOperator",
     "TaskInstanceHistoryMigrationOperator",
     "TaskInstancesMigrationOperator",

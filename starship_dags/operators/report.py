@@ -10,7 +10,7 @@ from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
 from starship_dags.operators.guard import stood_aside
-from starship_dags.operators.history import skipped_by_plan
+from starship_dags.operators.history import plan_skipped
 from starship_dags.report import Summary, format_table
 
 
@@ -21,7 +21,7 @@ class MigrationReportOperator(BaseOperator):
         meant to run and left no summary crashed before it could report).
     :param mapped: mapped task id -> the task whose list it is mapped over.
     :param planned_by: mapped task id -> the task of the same DAG that may skip it as having
-        nothing to do (see :func:`~starship_dags.operators.history.skipped_by_plan`).
+        nothing to do (see :func:`~starship_dags.operators.history.plan_skipped`).
     """
 
     template_fields = ("expected",)
@@ -37,6 +37,14 @@ class MigrationReportOperator(BaseOperator):
         self.mapped = mapped or {}
         self.planned_by = planned_by or {}
 
+    @staticmethod
+    def _by_dag(ti: Any, task_id: str, key: str, count: int) -> dict[str, dict[str, Any]]:
+        """The values (dicts naming their ``dag_id``) that a mapped task pushed under ``key``, by DAG id."""
+        values = ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count))) if count else []
+        if isinstance(values, dict):
+            values = [values]
+        return {v["dag_id"]: v for v in values or [] if isinstance(v, dict) and v.get("dag_id") is not None}
+
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
         guarded = stood_aside(self, context)
@@ -45,6 +53,7 @@ class MigrationReportOperator(BaseOperator):
             return {"summaries": [], "missing": [], "failed": 0, "table": "", "skipped": guarded}
         summaries: list[Summary] = []
         missing: list[str] = []
+        plans: dict[str, dict[str, Any]] = {}  # per planning task: DAG id -> its plan
         for task_id, enabled in self.expected.items():
             if not as_bool(enabled):
                 continue
@@ -54,21 +63,24 @@ class MigrationReportOperator(BaseOperator):
                     if self.mapped[task_id] not in missing:
                         missing.append(self.mapped[task_id])
                     continue
-                labels = [f"{task_id}[{item.get('dag_id', i) if isinstance(item, dict) else i}]" for i, item in enumerate(over)]
-                found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=list(range(len(over)))) if over else []
-                if isinstance(found, dict):
-                    found = [found]
+                # Matched by DAG id: Airflow 2 leaves out the map indexes without a value, so
+                # positions in what it returns are not map indexes.
+                found = self._by_dag(ti, task_id, "summary", len(over))
+                planner = self.planned_by.get(task_id)
+                if planner and planner not in plans:
+                    plans[planner] = self._by_dag(ti, planner, "return_value", len(over))
+                for position, item in enumerate(over):
+                    dag_id = item.get("dag_id") if isinstance(item, dict) else None
+                    if dag_id in found:
+                        summaries.append(Summary.from_dict(found[dag_id]))
+                    elif not (planner and plan_skipped(plans[planner].get(dag_id), task_id)):
+                        missing.append(f"{task_id}[{position if dag_id is None else dag_id}]")
             else:
-                labels = [task_id]
-                found = [ti.xcom_pull(task_ids=task_id, key="summary")]
-            found = list(found or [])
-            for position, label in enumerate(labels):
-                value = found[position] if position < len(found) else None
+                value = ti.xcom_pull(task_ids=task_id, key="summary")
                 if isinstance(value, dict):
                     summaries.append(Summary.from_dict(value))
-                elif not (task_id in self.planned_by
-                          and skipped_by_plan(ti, self.planned_by[task_id], task_id, position)):
-                    missing.append(label)
+                else:
+                    missing.append(task_id)
         table = format_table(summaries)
         self.log.info("Migration report:\n%s", table)
         failed = sum(s.failed for s in summaries)

@@ -18,8 +18,8 @@ class FakeTI:
         value = self.xcoms.get((task_ids, key))
         if isinstance(map_indexes, int) and isinstance(value, list):
             return value[map_indexes] if map_indexes < len(value) else None
-        if map_indexes is not None and isinstance(value, list):
-            return [value[i] if i < len(value) else None for i in map_indexes]
+        if map_indexes is not None and isinstance(value, list):  # like Airflow 2: only the indexes with a value
+            return [value[i] for i in map_indexes if i < len(value) and value[i] is not None]
         return value
 
     def xcom_push(self, key, value):
@@ -74,12 +74,14 @@ def test_item_failures_fail_the_report_and_disabled_tasks_are_ignored():
 
 
 def test_a_task_its_dag_runs_task_skipped_as_idle_is_not_missing():
-    """dag_runs skips a DAG's later tasks when it has nothing for them; those leave no summary."""
+    """dag_runs skips a DAG's later tasks when it has nothing for them; those leave no summary.
+    Summaries are matched by DAG id: Airflow 2 returns only the map indexes that have one."""
     op = MigrationReportOperator(task_id="report", expected={"h.runs": True, "h.tis": True},
                                  mapped={"h.runs": "discover", "h.tis": "discover"}, planned_by={"h.tis": "h.runs"})
     xcoms = {("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
              ("h.runs", "summary"): [summary("dag_runs", "a"), summary("dag_runs", "b")],
-             ("h.runs", "return_value"): [{"idle": True, "skipped_tasks": ["h.tis"]}, {"idle": False, "skipped_tasks": []}],
+             ("h.runs", "return_value"): [{"dag_id": "a", "idle": True, "skipped_tasks": ["h.tis"]},
+                                          {"dag_id": "b", "idle": False, "skipped_tasks": []}],
              ("h.tis", "summary"): [None, summary("task_instances", "b", created=5)]}
     result = op.execute({"ti": FakeTI(xcoms)})
     assert result["missing"] == [] and [s["dag_id"] for s in result["summaries"]] == ["a", "b", "b"]
