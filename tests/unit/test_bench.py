@@ -25,7 +25,7 @@ def test_table_judges_each_target():
         "memory": [{"task_instances": 10_000, "peak_rss_mb": 140.0, "start_rss_mb": 130.0},
                    {"task_instances": 100_000, "peak_rss_mb": 300.0, "start_rss_mb": 130.0}],
         "idle_sync": {"source_requests_per_dag": 1.5, "source_requests": 30, "dags": 20,
-                      "max_history_calls_of_one_dag": 1},
+                      "max_history_calls_of_one_dag": 1, "idle": {"seconds": 21.4, "tasks": 30}},
     }
     lines = {line.split(" | ")[0].strip(): line for line in run.table(results).splitlines()}
     assert lines["ours / raw ceiling"].rstrip().endswith("yes")
@@ -33,3 +33,4 @@ def test_table_judges_each_target():
     assert lines["peak task RSS, 100,000 task instances in one DAG"].rstrip().endswith("NO")
     assert lines["RSS growth, smallest to largest"].rstrip().endswith("NO")
     assert lines["idle sync, source requests per DAG"].rstrip().endswith("yes")
+    assert "21 s (30 task instances ran)" in lines["idle sync, wall time"]
