@@ -260,12 +260,14 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
                              tries.task_id: True, check.task_id: check.enabled}
             runs.artifact_children = frozenset(c.task_id for c in copies)
             planned_by.update(dict.fromkeys(runs.children, runs.task_id))
+            per_dag_tasks.extend([runs, tis, *copies, tries, check])
             runs >> tis >> copies >> tries >> check
             # direct edges too: a skipped task counts as done, so the order must not pass through one
             runs >> [*copies, tries, check]
             tis >> tries
 
         planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
+        per_dag_tasks: list = []
         per_dag = history.expand(source_dag=discover.output)
         for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
             expected[task_id] = history_enabled
@@ -292,4 +294,6 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         pause >> discover
         settings >> validate_settings
         [validate_settings, per_dag] >> unpause >> report
+        # The group's last task may be skipped while the others still run: wait for every one.
+        per_dag_tasks >> unpause
     return dag
