@@ -25,7 +25,6 @@ else:  # Airflow 2.10 / 2.11
     from airflow.utils.task_group import TaskGroup
 
 
-
 def skip_own_downstream(context, task_ids: list[str]) -> None:
     """Mark these direct downstream tasks of the running task, in its own map index, skipped.
 

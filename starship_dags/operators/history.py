@@ -208,9 +208,9 @@ class DagRunsMigrationOperator(HistoryOperator):
         selection stored in the sync marker, so selecting one more re-examines every run once.
     :param children: task id -> whether it is meant to run, for each later task of the DAG (all
         direct downstream of this one). When this task succeeds, it skips those not meant to run,
-        the ``artifact_children`` (XComs, logs) when no run needs them, and all of them when the DAG is unchanged, so
-        the scheduler does not start a task only for it to find nothing to do. The plan names them
-        (``skipped_tasks``). After a failure every later task runs.
+        the ``artifact_children`` (XComs, logs) when no run needs them, and all of them when the
+        DAG is unchanged, so the scheduler does not start a task only for it to find nothing to
+        do. The plan names them (``skipped_tasks``). After a failure every later task runs.
     """
 
     resource = "dag_runs"
@@ -356,6 +356,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             "task instances to check for %d runs",
             dag_id, total, len(target_ids), len(created), len(pending), len(needed),
         )
+
 
 class PlannedOperator(HistoryOperator):
     """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
