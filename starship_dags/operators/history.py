@@ -282,7 +282,7 @@ class DagRunsMigrationOperator(HistoryOperator):
 
         selected: list[tuple[int, str]] = []  # (position on the source, run id) of each selected run
         pending: list[str] = []
-        created: list[str] = []  # sent to the target (the ones it refused are named in the summary)
+        created: set[str] = set()  # sent to the target (the ones it refused are named in the summary)
         clashes: set[str] = set()
         batch: list[dict[str, Any]] = []
         cutoff: tuple[Any, str] | None = None
@@ -305,7 +305,7 @@ class DagRunsMigrationOperator(HistoryOperator):
                 summary.add("failed", f"run {run_id!r}", f"its logical date {when.isoformat()} is taken on the target by run {other!r}")
                 continue
             batch.append(run)
-            created.append(run_id)
+            created.add(run_id)
             if len(batch) >= WRITE_BATCH_RUNS:
                 self.post(summary, batch)
                 batch = []
@@ -316,12 +316,11 @@ class DagRunsMigrationOperator(HistoryOperator):
             (pos, run_id) for pos, run_id in selected
             if run_id in target_ids or (run_id not in clashes and f"run {run_id!r}" not in refused)
         ]
-        new_runs = set(created)
         if marker is None:
             needed = present  # no proof of a complete earlier sync: check every run's children
         else:
             earlier_pending = set(marker.get("pending", []))
-            needed = [(pos, run_id) for pos, run_id in present if run_id in new_runs or run_id in earlier_pending]
+            needed = [(pos, run_id) for pos, run_id in present if run_id in created or run_id in earlier_pending]
         # Runs the target refused: their task instances cannot go in, the children name them.
         present_ids = {run_id for _, run_id in present}
         missing_runs = [(pos, run_id) for pos, run_id in selected if run_id not in present_ids]
@@ -497,9 +496,8 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
         ti = self._context["ti"]
         selected = set(marker.get("selection", {}).get("artifacts") or [])
         must = [*self.siblings, *(t for t, kind in self.artifact_siblings.items() if kind in selected)]
-        skipped = set((self.plan or {}).get("skipped_tasks") or [])  # by dag_runs: nothing to do
         for task_id in must:
-            if task_id in skipped:
+            if plan_skipped(self.plan, task_id):  # dag_runs found nothing for it to do
                 continue
             found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
             if not isinstance(found, dict) or found.get("failed"):
