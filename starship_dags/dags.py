@@ -18,12 +18,7 @@ from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
 from starship_dags.operators.environment import SourceEnvironmentOperator
 from starship_dags.operators.guard import GUARD_TASK_ID, ActiveRunGuardOperator
-from starship_dags.operators.history import (
-    DagRunsMigrationOperator,
-    DiscoverDagsOperator,
-    TaskInstanceHistoryMigrationOperator,
-    TaskInstancesMigrationOperator,
-)
+from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator, TaskInstancesMigrationOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
 from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
@@ -246,30 +241,30 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
                          **selection, **common)
                 for kind, operator in ARTIFACTS.items()
             ]
-            tries = TaskInstanceHistoryMigrationOperator(
-                task_id="task_instance_history", source_dag=source_dag, plan=runs.output,
-                siblings=[runs.task_id, tis.task_id], artifact_siblings={c.task_id: c.resource for c in copies},
-                **selection, **common,
-            )
             check = HistoryValidationOperator(
                 task_id="validate", source_dag=source_dag, plan=runs.output,
                 enabled=validate_history, **selection, **common,
             )
             # dag_runs skips the later tasks that have nothing to do, so it is upstream of each
-            runs.children = {tis.task_id: True, **{c.task_id: c.enabled for c in copies},
-                             tries.task_id: True, check.task_id: check.enabled}
+            runs.children = {tis.task_id: True, **{c.task_id: c.enabled for c in copies}, check.task_id: check.enabled}
             runs.artifact_children = frozenset(c.task_id for c in copies)
             planned_by.update(dict.fromkeys(runs.children, runs.task_id))
-            per_dag_tasks.extend([runs, tis, *copies, tries, check])
-            runs >> tis >> copies >> tries >> check
-            # direct edges too: a skipped task counts as done, so the order must not pass through one
-            runs >> [*copies, tries, check]
-            tis >> tries
+            # The copy tasks run one after another; the last one that runs stores the DAG's sync marker.
+            chain = [runs, tis, *copies]
+            for position, task in enumerate(chain[1:], start=1):
+                task.earlier = [t.task_id for t in chain[:position]]
+                task.later = [t.task_id for t in chain[position + 1:]]
+            ordered = [*chain, check]
+            per_dag_tasks.extend(ordered)
+            # Each task directly after every earlier one: a skipped task counts as done, so the
+            # order must not pass through one.
+            for position, task in enumerate(ordered[:-1]):
+                task >> ordered[position + 1:]
 
         planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
         per_dag_tasks: list = []
         per_dag = history.expand(source_dag=discover.output)
-        for task_id in ("history.dag_runs", "history.task_instances", "history.task_instance_history"):
+        for task_id in ("history.dag_runs", "history.task_instances"):
             expected[task_id] = history_enabled
         for kind in ARTIFACTS:
             expected[f"history.{kind}"] = _selected(kind, HISTORY)

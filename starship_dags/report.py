@@ -2,6 +2,8 @@
 
 Every migration operator returns a :class:`Summary` as a small JSON-serialisable dict, pushed to
 XCom under the key ``summary`` even when the task fails, so the report can always collect it.
+A task that copies more than one resource (task instances and their retry history) carries the
+others' summaries in ``parts``; :func:`expand` and :func:`failed_total` see them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Summary:
     seconds: float = 0.0  # wall time of the task's work
     memory_start_mb: float | None = None  # resident memory when the work began (Linux only)
     memory_peak_mb: float | None = None  # the task process's peak resident memory during the work
+    parts: list[dict[str, Any]] = field(default_factory=list)  # summaries of further resources of the task
 
     def add(self, outcome: str, name: str, reason: str | None = None, *, count: int = 1) -> None:
         """Count ``count`` items (1 unless ``name`` stands for a group) and name them once."""
@@ -56,6 +59,19 @@ class Summary:
     def from_dict(cls, data: dict[str, Any]) -> Summary:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def expand(data: Any) -> list[dict[str, Any]]:
+    """A pushed summary and the summaries of its ``parts``, one per resource; [] for no summary."""
+    if not isinstance(data, dict):
+        return []
+    parts = [p for p in data.get("parts") or [] if isinstance(p, dict)]
+    return [{k: v for k, v in data.items() if k != "parts"}, *parts]
+
+
+def failed_total(data: dict[str, Any]) -> int:
+    """Failed items of a pushed summary, its parts' included."""
+    return sum(int(s.get("failed") or 0) for s in expand(data))
 
 
 def rss_mb(field: str = "VmRSS") -> float | None:

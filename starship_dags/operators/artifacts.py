@@ -1,6 +1,8 @@
 """XComs and task logs of migrated task instances, per DAG, after its task instances.
 
-Both tasks get the plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
+The XCom task runs before the log task; the last of the DAG's copy tasks that runs stores its
+sync marker (see :class:`~starship_dags.operators.history.PlannedOperator`). Both tasks get the
+plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
 and logs must be copied (every run present on the target when there is no sync marker proving
 an earlier complete copy, else only the runs written since). They read the source's task
 instances of those runs, then copy each finished task instance with a few threads, each with its
@@ -93,6 +95,10 @@ class _ArtifactOperator(PlannedOperator):
     # -- shared
 
     def migrate(self, summary: Summary, context: Any) -> None:
+        self.copy_all(summary)
+        self.store_marker(summary, context)
+
+    def copy_all(self, summary: Summary) -> None:
         plan = self.plan or {}
         dag_id = self.dag_to_migrate
         wanted = set(plan.get("artifact_run_ids") or [])

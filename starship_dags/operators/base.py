@@ -101,6 +101,7 @@ class MigrationOperator(StarshipOperator):
         self.conflict_policy = conflict_policy
         self.dry_run = dry_run
         self.enabled = enabled
+        self.parts: list[Summary] = []  # summaries of further resources this task copies (see part())
 
     def execute(self, context: Any) -> dict[str, Any]:
         if not as_bool(self.enabled):
@@ -110,6 +111,7 @@ class MigrationOperator(StarshipOperator):
             raise ValueError(f"conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}; got {self.conflict_policy!r}")
         self.conflict_policy = policy
         summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
+        self.parts = []
         started = time.monotonic()
         summary.memory_start_mb = rss_mb() if reset_peak_rss() else None
         try:
@@ -130,13 +132,22 @@ class MigrationOperator(StarshipOperator):
             if "target_hook" in self.__dict__:
                 summary.target_requests = self.target_hook.request_count
                 summary.target_writes = self.target_hook.write_count
+            summary.parts = [part.as_dict() for part in self.parts]
             context["ti"].xcom_push(key="summary", value=summary.as_dict())
-            self.log.info("Summary of %s:\n%s", self.resource, format_table([summary]))
-        if summary.failed:
-            names = ", ".join(f["item"] for f in summary.failures[:20])
-            more = f" and {summary.failed - 20} more" if summary.failed > 20 else ""
-            raise AirflowException(f"{self.resource}: {summary.failed} item(s) failed: {names}{more} (reasons above)")
+            self.log.info("Summary of %s:\n%s", self.resource, format_table([summary, *self.parts]))
+        failed = sum(s.failed for s in (summary, *self.parts))
+        if failed:
+            items = [f["item"] for s in (summary, *self.parts) for f in s.failures]
+            more = f" and {failed - 20} more" if failed > 20 else ""
+            what = " and ".join(s.resource for s in (summary, *self.parts) if s.failed)
+            raise AirflowException(f"{what}: {failed} item(s) failed: {', '.join(items[:20])}{more} (reasons above)")
         return summary.as_dict()
+
+    def part(self, resource: str) -> Summary:
+        """The summary of a further resource this task copies; it travels in the main one's ``parts``."""
+        part = Summary(resource=resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
+        self.parts.append(part)
+        return part
 
     def summary_dag_id(self) -> str | None:
         return None

@@ -32,7 +32,7 @@ from airflow.exceptions import AirflowException
 from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
 from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, plan_skipped
-from starship_dags.report import Summary
+from starship_dags.report import Summary, failed_total
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
 
@@ -221,7 +221,7 @@ class CutoverUnpauseOperator(_CutoverOperator):
         problems = {}
         for task_id, enabled in self.settings_checks.items():
             found = ti.xcom_pull(task_ids=task_id, key="summary") if as_bool(enabled) else {}
-            if not isinstance(found, dict) or found.get("failed"):
+            if not isinstance(found, dict) or failed_total(found):
                 problems["*"] = f"{task_id} did not finish cleanly"
         for index, spec in enumerate(ti.xcom_pull(task_ids=self.discover_task_id) or []):
             problems.setdefault(spec["dag_id"], "")
@@ -230,7 +230,7 @@ class CutoverUnpauseOperator(_CutoverOperator):
                 if found is None and task_id in self.planned_by and plan_skipped(
                         ti.xcom_pull(task_ids=self.planned_by[task_id], map_indexes=index), task_id):
                     continue  # nothing to do for it: the DAG's history was complete already
-                if not isinstance(found, dict) or found.get("failed"):
+                if not isinstance(found, dict) or failed_total(found):
                     problems[spec["dag_id"]] = f"{task_id} did not finish cleanly"
                     break
         return problems

@@ -1,6 +1,6 @@
 """DAG history: discover the source's DAGs, then per DAG its runs, task instances and retry history.
 
-Per DAG, three tasks run in order inside a mapped task group:
+Per DAG, two tasks copy the history inside a mapped task group:
 
 1. :class:`DagRunsMigrationOperator` reads the newest page of the source's runs. If the DAG's
    sync marker (:mod:`starship_dags.sync_state`) says nothing changed, the DAG is done: one
@@ -9,10 +9,12 @@ Per DAG, three tasks run in order inside a mapped task group:
    tasks: which runs need their task instances and history checked, and how deep to read.
 2. :class:`TaskInstancesMigrationOperator` reads source task instances only as deep as the
    plan says, and writes those the target lacks, keyed by ``(dag_id, run_id, task_id, map_index)``.
-3. :class:`TaskInstanceHistoryMigrationOperator` does the same for retry history (key plus
-   ``try_number``), then stores the DAG's marker.
+   Then it does the same for retry history (key plus ``try_number``), reported as a part of its
+   summary.
 
-Queued and running runs are skipped and counted; the next run picks them up.
+The last of the DAG's copy tasks that runs (task instances, or the XCom and log tasks after it)
+stores the DAG's marker when every one of them finished cleanly. Queued and running runs are
+skipped and counted; the next run picks them up.
 
 Each per-DAG task starts a process on the target's executor, which costs about a CPU-second
 whatever it does. So ``dag_runs``, once it succeeds, marks the later tasks with nothing to do as
@@ -22,14 +24,14 @@ needs them, and tasks whose resource is not selected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 from starship_dags import sync_state
 from starship_dags.compat import skip_own_downstream
-from starship_dags.hooks.starship import PostResult
+from starship_dags.hooks.starship import PostResult, StarshipHook
 from starship_dags.operators.base import MigrationOperator, StarshipOperator, as_bool, as_name_list
-from starship_dags.report import Summary
+from starship_dags.report import Summary, failed_total
 from starship_dags.translate import (
     DAG_RUN,
     HISTORY,
@@ -47,6 +49,37 @@ RUN_PAGE = 500  # runs per GET of dag_runs
 TI_PAGE_RUNS = 100  # runs per GET of task instances (their task instances come along)
 TARGET_TI_PAGE_RUNS = 500
 WRITE_BATCH_RUNS = 2000  # new runs are written every this many (the hook splits by bytes)
+
+
+class RowKind(NamedTuple):
+    """One kind of per-DAG history row: how it is told apart, read and written."""
+
+    resource: str  # the summary's resource
+    kind: str  # its key in translate's tables
+    natural_key: Callable[[dict[str, Any]], Any]
+    #: a page of the source's rows, for ``TI_PAGE_RUNS`` runs from ``offset`` (not for runs)
+    source_page: Callable[[StarshipHook, str, int], dict[str, Any]] | None
+    target_rows: Callable[[StarshipHook, str], Iterator[dict[str, Any]]]
+    write: Callable[[StarshipHook, list[dict[str, Any]]], PostResult]
+
+
+RUN_ROWS = RowKind(
+    "dag_runs", DAG_RUN, lambda row: row["run_id"], None,
+    lambda hook, dag_id: hook.iter_dag_runs(dag_id, page_size=RUN_PAGE),
+    lambda hook, rows: hook.create_dag_runs(rows),
+)
+TI_ROWS = RowKind(
+    "task_instances", TASK_INSTANCE, ti_natural_key,
+    lambda hook, dag_id, offset: hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset),
+    lambda hook, dag_id: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
+    lambda hook, rows: hook.create_task_instances(rows),
+)
+HISTORY_ROWS = RowKind(
+    "task_instance_history", HISTORY, history_natural_key,
+    lambda hook, dag_id, offset: hook.get_task_instance_history(dag_id, limit=TI_PAGE_RUNS, offset=offset),
+    lambda hook, dag_id: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
+    lambda hook, rows: hook.create_task_instance_history(rows),
+)
 
 
 def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -116,7 +149,6 @@ class HistoryOperator(MigrationOperator):
     """One DAG's history: ``source_dag`` is one entry of DiscoverDagsOperator's list."""
 
     template_fields = (*MigrationOperator.template_fields, "source_dag", "runs_limit", "since")
-    kind = DAG_RUN  # what this task writes (a key of translate's tables)
 
     def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("map_index_template", "{{ task.source_dag['dag_id'] }}")
@@ -141,13 +173,6 @@ class HistoryOperator(MigrationOperator):
     def majors(self) -> tuple[int, int]:
         return self.source_hook.airflow_major, self.target_hook.airflow_major
 
-    def natural_key(self, row: dict[str, Any]) -> Any:
-        """How this task's rows are told apart on the target (children override)."""
-        return row["run_id"]
-
-    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
-        return self.target_hook.iter_dag_runs(dag_id, page_size=RUN_PAGE)
-
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Task instances of these runs, read by pages of runs until every run was seen."""
         unseen, offset = set(run_ids), 0
@@ -164,35 +189,30 @@ class HistoryOperator(MigrationOperator):
                     yield row
             offset += TI_PAGE_RUNS
 
-    def post(self, summary: Summary, rows: list[dict[str, Any]]) -> None:
+    def post(self, summary: Summary, rows: list[dict[str, Any]], what: RowKind = RUN_ROWS) -> None:
         """Translate and write rows; count what went in and name what the target refused."""
-        kind = self.kind
         if not rows:
             return
         if summary.dry_run:
             summary.created += len(rows)
             return
         source_major, target_major = self.majors
-        translated = [translate(kind, row, source_major, target_major) for row in rows]
+        translated = [translate(what.kind, row, source_major, target_major) for row in rows]
         hook = self.target_hook
-        writer = {
-            DAG_RUN: hook.create_dag_runs,
-            TASK_INSTANCE: hook.create_task_instances,
-            HISTORY: hook.create_task_instance_history,
-        }[kind]
-        result: PostResult = writer(translated)
+        result: PostResult = what.write(hook, translated)
         summary.created += result.sent
         if result.uncertain:
-            stored = {self.natural_key(row) for row in self.target_rows(self.dag_to_migrate)}
-            again = [row for row in result.uncertain if self.natural_key(row) not in stored]
+            stored = {what.natural_key(row) for row in what.target_rows(hook, self.dag_to_migrate)}
+            again = [row for row in result.uncertain if what.natural_key(row) not in stored]
             summary.created += len(result.uncertain) - len(again)
             self.log.info("%d of %d rows of the uncertain batch were stored by the lost attempt; writing %d",
                           len(result.uncertain) - len(again), len(result.uncertain), len(again))
-            retried: PostResult = writer(again) if again else PostResult()
+            retried: PostResult = what.write(hook, again) if again else PostResult()
             summary.created += retried.sent
             result.failed.extend(retried.failed)
             for row in retried.uncertain:
-                result.failed.append((f"{kind} {self.natural_key(row)!r}", "the target neither stored it nor accepted it"))
+                result.failed.append((f"{what.kind} {what.natural_key(row)!r}",
+                                      "the target neither stored it nor accepted it"))
         for name, reason in result.failed:
             summary.add("failed", name, reason)
 
@@ -274,7 +294,7 @@ class DagRunsMigrationOperator(HistoryOperator):
         # so memory stays small however long the history is.
         target_ids: set[str] = set()
         target_by_date: dict[Any, str] = {}
-        for run in self.target_rows(dag_id):
+        for run in RUN_ROWS.target_rows(target, dag_id):
             target_ids.add(run["run_id"])
             when = parse_datetime(run.get("logical_date") or run.get("execution_date"))
             if when is not None:
@@ -362,34 +382,49 @@ class PlannedOperator(HistoryOperator):
 
     Runs even when an upstream task of the DAG failed: a refused run must not keep the other
     runs' task instances, XComs or logs out, and counts are most useful after a failure.
+
+    :param earlier: task ids of the DAG's copy tasks before this one (``dag_runs`` first).
+    :param later: task ids of the DAG's copy tasks after this one. The last copy task that runs
+        (the plan skips the others) stores the DAG's sync marker, when every copy task finished
+        cleanly: a later sync then finds the DAG unchanged with one request.
     """
 
     template_fields = (*HistoryOperator.template_fields, "plan")
 
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+    def __init__(self, *, plan: Any, earlier: Iterable[str] = (), later: Iterable[str] = (), **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.plan = plan
-
-
-class _ChildrenOperator(PlannedOperator):
-    """Task instances or their history, for the runs the plan names; without a plan, nothing to do."""
-
-    kind = TASK_INSTANCE
+        self.earlier = list(earlier)
+        self.later = list(later)
 
     @property
     def majors(self) -> tuple[int, int]:
         known = (self.plan or {}).get("source_major")
         return int(known or self.source_hook.airflow_major), self.target_hook.airflow_major
 
-    def natural_key(self, row: dict[str, Any]) -> tuple:
-        return ti_natural_key(row)
+    def store_marker(self, summary: Summary, context: Any) -> None:
+        """Store the DAG's sync marker if this is its last copy task to run and all of them went well."""
+        plan = self.plan or {}
+        if not plan.get("marker") or summary.dry_run or any(s.failed for s in (summary, *self.parts)):
+            return
+        if not all(plan_skipped(plan, task_id) for task_id in self.later):
+            return  # a later copy task runs and stores it
+        ti = context["ti"]
+        for task_id in self.earlier:
+            if plan_skipped(plan, task_id):  # dag_runs found nothing for it to do
+                continue
+            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
+            if not isinstance(found, dict) or failed_total(found):
+                self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
+                return
+        sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
 
-    def source_page(self, dag_id: str, offset: int) -> dict[str, Any]:
-        return self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
 
-    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
-        return self.target_hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
+class TaskInstancesMigrationOperator(PlannedOperator):
+    """Task instances, then their retry history, of the runs the plan names; idle plan: nothing to do."""
+
+    resource = "task_instances"
 
     def migrate(self, summary: Summary, context: Any) -> None:
         plan = self.plan or {}
@@ -399,16 +434,22 @@ class _ChildrenOperator(PlannedOperator):
         needed = set(plan.get("run_ids") or [])
         refused = set(plan.get("refused_run_ids") or [])
         if needed or refused:
-            self.copy_missing(summary, dag_id, needed, plan, refused)
-        self.finish(summary, dag_id, plan)
+            self.copy_missing(summary, TI_ROWS, dag_id, needed, plan, refused)
+        tries = self.part(HISTORY_ROWS.resource)  # after the task instances: Airflow ties history to them
+        if needed or refused:
+            self.copy_missing(tries, HISTORY_ROWS, dag_id, needed, plan, refused)
+        if tries.created and not tries.dry_run and self.target_hook.airflow_major >= 3:
+            self._fill_dag_versions(dag_id)
+        self.store_marker(summary, context)
 
     def copy_missing(
-        self, summary: Summary, dag_id: str, needed: set[str], plan: dict[str, Any], refused: set[str] = frozenset()
+        self, summary: Summary, what: RowKind, dag_id: str, needed: set[str], plan: dict[str, Any],
+        refused: set[str] = frozenset(),
     ) -> None:
         # Runs that dag_runs wrote just now cannot have rows on the target yet: only the others are read there.
         maybe_there = needed & set(plan["existing_run_ids"]) if "existing_run_ids" in plan else needed
-        on_target = ({self.natural_key(r) for r in self.target_rows(dag_id) if r["run_id"] in maybe_there}
-                     if maybe_there else set())
+        on_target = ({what.natural_key(r) for r in what.target_rows(self.target_hook, dag_id)
+                      if r["run_id"] in maybe_there} if maybe_there else set())
         # A page holds every row of its runs; a run met on an earlier page (ties in start dates move
         # runs between pages) is skipped whole. Remembering run ids, not row keys, keeps memory small.
         done_runs: set[str] = set()
@@ -418,7 +459,7 @@ class _ChildrenOperator(PlannedOperator):
         # Read down to the planned depth, and further while a needed run has not shown up yet
         # (ties in start dates can move runs between pages), but never past the last run.
         while offset < depth or (unseen_runs and offset < total):
-            page = self.source_page(dag_id, offset)
+            page = what.source_page(self.source_hook, dag_id, offset)
             if offset == 0:  # runs that started since the plan push the ones we need further down
                 total = max(total, int(page.get("dag_run_count") or 0))
                 depth += max(0, total - int(plan.get("source_total") or 0))
@@ -429,7 +470,7 @@ class _ChildrenOperator(PlannedOperator):
                 run_id = row["run_id"]
                 if run_id in done_runs or (run_id not in needed and run_id not in refused):
                     continue
-                key = self.natural_key(row)
+                key = what.natural_key(row)
                 if key in page_keys:
                     continue
                 page_keys.add(key)
@@ -443,71 +484,13 @@ class _ChildrenOperator(PlannedOperator):
                 else:
                     missing.append(row)
             done_runs |= page_runs
-            self.post(summary, missing)
+            self.post(summary, missing, what)
             offset += TI_PAGE_RUNS
-            self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, self.resource,
+            self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, what.resource,
                           min(offset, depth), depth, summary.created)
         for run_id, count in sorted(without_run.items()):
             summary.add("skipped", f"{count} row(s) of run {run_id!r}",
                         "the run is not on the target (see the dag_runs failures)", count=count)
-
-    def finish(self, summary: Summary, dag_id: str, plan: dict[str, Any]) -> None:
-        pass
-
-
-class TaskInstancesMigrationOperator(_ChildrenOperator):
-    resource = "task_instances"
-
-
-class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
-    """Retry history; the DAG's last task, so it stores the sync marker when all went well.
-
-    :param siblings: task ids of the DAG's runs and task-instance tasks; the marker is only
-        stored when both reported no failure for this DAG.
-    """
-
-    resource = "task_instance_history"
-    kind = HISTORY
-
-    def __init__(self, *, siblings: list[str] = (), artifact_siblings: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.siblings = list(siblings)
-        self.artifact_siblings = dict(artifact_siblings or {})  # task id -> kind (xcoms, task_logs)
-
-    def natural_key(self, row: dict[str, Any]) -> tuple:
-        return history_natural_key(row)
-
-    def source_page(self, dag_id: str, offset: int) -> dict[str, Any]:
-        return self.source_hook.get_task_instance_history(dag_id, limit=TI_PAGE_RUNS, offset=offset)
-
-    def target_rows(self, dag_id: str) -> Iterator[dict[str, Any]]:
-        return self.target_hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS)
-
-    def finish(self, summary: Summary, dag_id: str, plan: dict[str, Any]) -> None:
-        if summary.dry_run or summary.failed:
-            return
-        if self.target_hook.airflow_major >= 3 and summary.created:
-            self._fill_dag_versions(dag_id)
-        if plan.get("marker") and self._siblings_complete(plan["marker"]):
-            sync_state.write_marker(self.target_hook, dag_id, plan["marker"])
-
-    def _siblings_complete(self, marker: dict[str, Any]) -> bool:
-        ti = self._context["ti"]
-        selected = set(marker.get("selection", {}).get("artifacts") or [])
-        must = [*self.siblings, *(t for t, kind in self.artifact_siblings.items() if kind in selected)]
-        for task_id in must:
-            if plan_skipped(self.plan, task_id):  # dag_runs found nothing for it to do
-                continue
-            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
-            if not isinstance(found, dict) or found.get("failed"):
-                self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
-                return False
-        return True
-
-    def migrate(self, summary: Summary, context: Any) -> None:
-        self._context = context
-        super().migrate(summary, context)
 
     def _fill_dag_versions(self, dag_id: str) -> None:
         """Airflow 3's Starship fills missing DAG versions after each task-instance POST, but history
@@ -519,11 +502,13 @@ class TaskInstanceHistoryMigrationOperator(_ChildrenOperator):
 
 
 __all__ = [
+    "HISTORY_ROWS",
+    "RUN_ROWS",
+    "TI_ROWS",
     "DagRunsMigrationOperator",
     "PlannedOperator",
     "classify_runs",
     "plan_skipped",
     "DiscoverDagsOperator",
-    "TaskInstanceHistoryMigrationOperator",
     "TaskInstancesMigrationOperator",
 ]

@@ -11,7 +11,7 @@ from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
 from starship_dags.operators.guard import stood_aside
 from starship_dags.operators.history import plan_skipped
-from starship_dags.report import Summary, format_table
+from starship_dags.report import Summary, expand, format_table
 
 
 class MigrationReportOperator(BaseOperator):
@@ -72,13 +72,13 @@ class MigrationReportOperator(BaseOperator):
                 for position, item in enumerate(over):
                     dag_id = item.get("dag_id") if isinstance(item, dict) else None
                     if dag_id in found:
-                        summaries.append(Summary.from_dict(found[dag_id]))
+                        summaries += [Summary.from_dict(s) for s in expand(found[dag_id])]
                     elif not (planner and plan_skipped(plans[planner].get(dag_id), task_id)):
                         missing.append(f"{task_id}[{position if dag_id is None else dag_id}]")
             else:
                 value = ti.xcom_pull(task_ids=task_id, key="summary")
                 if isinstance(value, dict):
-                    summaries.append(Summary.from_dict(value))
+                    summaries += [Summary.from_dict(s) for s in expand(value)]
                 else:
                     missing.append(task_id)
         table = format_table(summaries)

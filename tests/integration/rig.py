@@ -29,6 +29,8 @@ from typing import Any
 
 import requests
 
+from starship_dags.report import expand
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("STARSHIP_DAGS_CACHE", Path.home() / ".cache" / "starship-dags"))
 PG_HOST = os.environ.get("STARSHIP_DAGS_PG_HOST", "127.0.0.1")
@@ -552,7 +554,7 @@ class DagTestResult:
     output: str
     run_state: str | None
     task_states: dict[str, str]
-    summaries: dict[str, Any]  # task label -> the operator's summary (XCom key "summary")
+    summaries: dict[str, Any]  # task label -> the operator's summary (XCom key "summary"); "label/resource" for its parts
     report: Any = None  # the report task's return value
 
     def explain(self) -> str:
@@ -604,8 +606,10 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
             value = json.loads(bytes(value))
         if task_id == "report":
             report = value
-        elif key == "summary":
-            summaries[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = value
+        elif key == "summary":  # one entry per resource: a task's parts get their own labels
+            label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+            for number, summary in enumerate(expand(value)):
+                summaries[label if number == 0 else f"{label}/{summary['resource']}"] = summary
     return DagTestResult(returncode, output, state, tasks, summaries, report)
 
 

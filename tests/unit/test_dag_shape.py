@@ -6,7 +6,7 @@ from __future__ import annotations
 from starship_dags.dags import build_migration_dag
 
 HISTORY_TASKS = ["history.dag_runs", "history.task_instances", "history.xcoms", "history.task_logs",
-                 "history.task_instance_history", "history.validate"]
+                 "history.validate"]
 
 
 def test_dag_runs_is_directly_upstream_of_every_task_it_may_skip():
@@ -16,7 +16,16 @@ def test_dag_runs_is_directly_upstream_of_every_task_it_may_skip():
     assert runs.artifact_children == {"history.xcoms", "history.task_logs"}
 
 
-def test_retry_history_waits_for_task_instances_and_the_end_waits_for_every_per_dag_task():
+def test_each_per_dag_task_follows_every_earlier_one_and_the_end_waits_for_all():
     dag = build_migration_dag()
-    assert "history.task_instances" in dag.get_task("history.task_instance_history").upstream_task_ids
+    for position, task_id in enumerate(HISTORY_TASKS):
+        assert set(HISTORY_TASKS[:position]) == dag.get_task(task_id).upstream_task_ids & set(HISTORY_TASKS), task_id
     assert set(HISTORY_TASKS) <= dag.get_task("cutover_unpause_target").upstream_task_ids
+
+
+def test_the_copy_tasks_know_their_order_for_the_sync_marker():
+    dag = build_migration_dag()
+    copies = HISTORY_TASKS[:4]
+    for position, task_id in enumerate(copies[1:], start=1):
+        task = dag.get_task(task_id)
+        assert (task.earlier, task.later) == (copies[:position], copies[position + 1:]), task_id

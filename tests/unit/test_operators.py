@@ -183,8 +183,7 @@ def _dag_runs_task(plan, fail=False):
 
     op = DagRunsMigrationOperator(
         task_id="dag_runs", source_dag={"dag_id": "d"}, artifacts=["xcoms"],
-        children={"h.task_instances": True, "h.xcoms": True, "h.task_logs": False, "h.task_instance_history": True,
-                  "h.validate": "false"},
+        children={"h.task_instances": True, "h.xcoms": True, "h.task_logs": False, "h.validate": "false"},
         artifact_children=["h.xcoms", "h.task_logs"],
     )
 
@@ -200,7 +199,7 @@ def _dag_runs_task(plan, fail=False):
 @pytest.mark.parametrize("plan, skipped", [
     ({"idle": False, "artifact_run_ids": ["r"]}, ["h.task_logs", "h.validate"]),
     ({"idle": False, "artifact_run_ids": []}, ["h.task_logs", "h.validate", "h.xcoms"]),
-    ({"idle": True}, ["h.task_instance_history", "h.task_instances", "h.task_logs", "h.validate", "h.xcoms"]),
+    ({"idle": True}, ["h.task_instances", "h.task_logs", "h.validate", "h.xcoms"]),
 ])
 def test_dag_runs_skips_the_later_tasks_with_nothing_to_do(plan, skipped):
     from starship_dags.compat import AIRFLOW_MAJOR
@@ -228,35 +227,50 @@ def test_dag_runs_skips_nothing_after_a_failure():
 
 
 class _TiPages:
-    """A source whose task instances come in pages of runs, and a target that counts its reads."""
+    """A source whose task instances and retry history come in pages of runs, and a target that
+    counts its reads."""
 
-    def __init__(self, pages, target_rows=()):
+    def __init__(self, pages, target_rows=(), history_pages=()):
         self.pages, self.target = pages, list(target_rows)
+        self.history_pages = list(history_pages)
         self.target_reads = 0
+        self.airflow_major = 2
+
+    @staticmethod
+    def _page(pages, limit, offset):
+        page = pages[offset // limit] if offset // limit < len(pages) else []
+        return {"task_instances": page, "dag_run_count": limit * len(pages)}  # pages of `limit` runs
 
     def get_task_instances(self, dag_id, limit, offset):
-        page = self.pages[offset // limit] if offset // limit < len(self.pages) else []
-        return {"task_instances": page, "dag_run_count": limit * len(self.pages)}  # pages of `limit` runs
+        return self._page(self.pages, limit, offset)
+
+    def get_task_instance_history(self, dag_id, limit, offset):
+        return self._page(self.history_pages or [[]] * len(self.pages), limit, offset)
 
     def iter_task_instances(self, dag_id, page_size):
         self.target_reads += 1
         return iter(self.target)
 
+    def iter_task_instance_history(self, dag_id, page_size):
+        self.target_reads += 1
+        return iter(())
 
-def _ti(run_id, task_id="t"):
-    return {"dag_id": "d", "run_id": run_id, "task_id": task_id, "map_index": -1, "state": "success"}
+
+def _ti(run_id, task_id="t", try_number=None):
+    row = {"dag_id": "d", "run_id": run_id, "task_id": task_id, "map_index": -1, "state": "success"}
+    return row if try_number is None else {**row, "try_number": try_number}
 
 
-def _children_run(plan, hooks):
+def _children_run(plan, hooks, context=None):
     from starship_dags.operators.history import TaskInstancesMigrationOperator
 
     op = TaskInstancesMigrationOperator(task_id="task_instances", source_dag={"dag_id": "d"}, plan=plan)
     op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
     written = []
-    op.post = lambda summary, rows: written.extend((r["run_id"], r["task_id"]) for r in rows)
+    op.post = lambda summary, rows, what: written.extend((what.resource, r["run_id"], r["task_id"]) for r in rows)
     summary = Summary(resource="task_instances")
-    op.migrate(summary, context={})
-    return summary, written
+    op.migrate(summary, context=context or {})
+    return summary, written, op
 
 
 def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target():
@@ -264,9 +278,63 @@ def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target
     pages = [[_ti("r1"), _ti("r1", "u"), _ti("r2")], [_ti("r2"), _ti("r3")]]
     plan = {"run_ids": ["r1", "r2", "r3"], "existing_run_ids": [], "scan_runs": 200, "source_total": 200}
     hooks = _TiPages(pages)
-    summary, written = _children_run(plan, hooks)
-    assert written == [("r1", "t"), ("r1", "u"), ("r2", "t"), ("r3", "t")] and hooks.target_reads == 0
+    summary, written, _ = _children_run(plan, hooks)
+    tis = [(run, task) for what, run, task in written if what == "task_instances"]
+    assert tis == [("r1", "t"), ("r1", "u"), ("r2", "t"), ("r3", "t")] and hooks.target_reads == 0
     # a run that was on the target before: its rows are looked up, and the ones there are left alone
     hooks = _TiPages(pages, target_rows=[_ti("r2")])
-    summary, written = _children_run({**plan, "existing_run_ids": ["r2"]}, hooks)
-    assert written == [("r1", "t"), ("r1", "u"), ("r3", "t")] and summary.unchanged == 1 and hooks.target_reads == 1
+    summary, written, _ = _children_run({**plan, "existing_run_ids": ["r2"]}, hooks)
+    tis = [(run, task) for what, run, task in written if what == "task_instances"]
+    assert tis == [("r1", "t"), ("r1", "u"), ("r3", "t")] and summary.unchanged == 1
+    assert hooks.target_reads == 2  # task instances, then retry history
+
+
+def test_task_instances_task_copies_retry_history_after_them_as_a_part_of_its_summary():
+    pages = [[_ti("r1"), _ti("r2")]]
+    history = [[_ti("r1", try_number=1), _ti("r9", try_number=1), _ti("r2", try_number=1), _ti("r2", try_number=2)]]
+    plan = {"run_ids": ["r1", "r2"], "existing_run_ids": [], "scan_runs": 100, "source_total": 100}
+    summary, written, op = _children_run(plan, _TiPages(pages, history_pages=history))
+    assert [w[0] for w in written] == ["task_instances"] * 2 + ["task_instance_history"] * 3  # not r9's
+    assert [p.resource for p in op.parts] == ["task_instance_history"]
+    # an idle plan: nothing read, no part
+    summary, written, op = _children_run({"idle": True}, _TiPages(pages, history_pages=history))
+    assert written == [] and op.parts == []
+
+
+class _Pulls:
+    """A task instance whose ``xcom_pull`` answers from {task id: summary}."""
+
+    map_index = 0
+
+    def __init__(self, summaries):
+        self.summaries = summaries
+
+    def xcom_pull(self, task_ids, key, map_indexes):
+        assert key == "summary" and map_indexes == 0
+        return self.summaries.get(task_ids)
+
+
+@pytest.mark.parametrize("skipped, summaries, parts_failed, stored", [
+    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 0}}, False, True),  # the last copy task that runs
+    (["h.task_logs"], {"h.dag_runs": {"failed": 0}}, False, False),  # the XCom task runs after it and stores it
+    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 2}}, False, False),  # dag_runs failed
+    (["h.xcoms", "h.task_logs"], {}, False, False),  # dag_runs left no summary (killed)
+    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 0}}, True, False),  # its own retry history failed
+])
+def test_the_last_copy_task_that_runs_stores_the_marker_when_all_went_well(monkeypatch, skipped, summaries,
+                                                                          parts_failed, stored):
+    from starship_dags import sync_state
+
+    writes = []
+    monkeypatch.setattr(sync_state, "write_marker", lambda hook, dag_id, marker: writes.append((dag_id, marker)))
+    plan = {"run_ids": [], "marker": {"m": 1}, "skipped_tasks": skipped, "scan_runs": 0, "source_total": 0}
+    from starship_dags.operators.history import TaskInstancesMigrationOperator
+
+    op = TaskInstancesMigrationOperator(task_id="h.task_instances", source_dag={"dag_id": "d"}, plan=plan,
+                                        earlier=["h.dag_runs"], later=["h.xcoms", "h.task_logs"])
+    op.__dict__["source_hook"] = op.__dict__["target_hook"] = _TiPages([])
+    summary = Summary(resource="task_instances")
+    if parts_failed:
+        op.parts = [Summary(resource="task_instance_history", failed=1)]
+    op.store_marker(summary, {"ti": _Pulls(summaries)})
+    assert writes == ([("d", {"m": 1})] if stored else [])

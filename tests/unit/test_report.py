@@ -89,3 +89,16 @@ def test_a_task_its_dag_runs_task_skipped_as_idle_is_not_missing():
     xcoms[("h.tis", "summary")] = [summary("task_instances", "a"), None]
     with pytest.raises(AirflowException, match=r"no summary from h.tis\[b\]"):
         op.execute({"ti": FakeTI(xcoms)})
+
+
+def test_the_parts_of_a_summary_are_reported_as_resources_of_their_own():
+    tries = Summary(resource="task_instance_history", dag_id="a")
+    tries.add("failed", "try 't/2'", "HTTP 409")
+    tis = Summary(resource="task_instances", dag_id="a", created=5, parts=[tries.as_dict()]).as_dict()
+    op, ti = report({"h.runs": True}, {("discover", "return_value"): [{"dag_id": "a"}], ("h.runs", "summary"): [tis]})
+    with pytest.raises(AirflowException, match="1 item"):  # the part's failure fails the report
+        op.execute({"ti": ti})
+    rows = ti.pushed["report"]["summaries"]
+    assert [(s["resource"], s["created"], s["failed"]) for s in rows] == [
+        ("task_instances", 5, 0), ("task_instance_history", 0, 1)]
+    assert "task_instance_history/a: try 't/2': HTTP 409" in ti.pushed["report"]["table"]
