@@ -18,7 +18,7 @@ from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
 from starship_dags.operators.environment import SourceEnvironmentOperator
 from starship_dags.operators.guard import GUARD_TASK_ID, ActiveRunGuardOperator
-from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator, TaskInstancesMigrationOperator
+from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
 from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
@@ -233,9 +233,6 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             runs = DagRunsMigrationOperator(
                 task_id="dag_runs", source_dag=source_dag, artifacts=artifacts, **selection, **common
             )
-            tis = TaskInstancesMigrationOperator(
-                task_id="task_instances", source_dag=source_dag, plan=runs.output, **selection, **common
-            )
             copies = [
                 operator(task_id=kind, source_dag=source_dag, plan=runs.output, enabled=_selected(kind, HISTORY),
                          **selection, **common)
@@ -246,12 +243,12 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
                 enabled=validate_history, **selection, **common,
             )
             # dag_runs skips the later tasks that have nothing to do, so it is upstream of each
-            runs.children = {tis.task_id: True, **{c.task_id: c.enabled for c in copies}, check.task_id: check.enabled}
+            runs.children = {**{c.task_id: c.enabled for c in copies}, check.task_id: check.enabled}
             runs.artifact_children = frozenset(c.task_id for c in copies)
             planned_by.update(dict.fromkeys(runs.children, runs.task_id))
             # The copy tasks run one after another; the last one that runs stores the DAG's sync marker.
-            chain = [runs, tis, *copies]
-            for position, task in enumerate(chain[1:], start=1):
+            chain = [runs, *copies]
+            for position, task in enumerate(chain):
                 task.earlier = [t.task_id for t in chain[:position]]
                 task.later = [t.task_id for t in chain[position + 1:]]
             ordered = [*chain, check]
@@ -264,8 +261,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
         per_dag_tasks: list = []
         per_dag = history.expand(source_dag=discover.output)
-        for task_id in ("history.dag_runs", "history.task_instances"):
-            expected[task_id] = history_enabled
+        expected["history.dag_runs"] = history_enabled  # with task instances and retry history
         for kind in ARTIFACTS:
             expected[f"history.{kind}"] = _selected(kind, HISTORY)
         expected["history.validate"] = validate_history

@@ -1,4 +1,4 @@
-"""XComs and task logs of migrated task instances, per DAG, after its task instances.
+"""XComs and task logs of migrated task instances, per DAG, after its runs and task instances.
 
 The XCom task runs before the log task; the last of the DAG's copy tasks that runs stores its
 sync marker (see :class:`~starship_dags.operators.history.PlannedOperator`). Both tasks get the

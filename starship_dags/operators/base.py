@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -126,12 +127,9 @@ class MigrationOperator(StarshipOperator):
                 self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s", self.resource,
                               summary.memory_start_mb, summary.memory_peak_mb,
                               summary.memory_peak_mb - summary.memory_start_mb, summary.seconds)
-            if "source_hook" in self.__dict__:
-                summary.source_requests = self.source_hook.request_count
-                summary.source_api_calls = self.source_hook.api_calls
-            if "target_hook" in self.__dict__:
-                summary.target_requests = self.target_hook.request_count
-                summary.target_writes = self.target_hook.write_count
+            # each summary counts its own requests: the task's, less those of its parts
+            for name, value in self._request_counts().items():
+                setattr(summary, name, value - sum(getattr(part, name) for part in self.parts))
             summary.parts = [part.as_dict() for part in self.parts]
             context["ti"].xcom_push(key="summary", value=summary.as_dict())
             self.log.info("Summary of %s:\n%s", self.resource, format_table([summary, *self.parts]))
@@ -143,11 +141,31 @@ class MigrationOperator(StarshipOperator):
             raise AirflowException(f"{what}: {failed} item(s) failed: {', '.join(items[:20])}{more} (reasons above)")
         return summary.as_dict()
 
-    def part(self, resource: str) -> Summary:
-        """The summary of a further resource this task copies; it travels in the main one's ``parts``."""
+    def _request_counts(self) -> dict[str, int]:
+        """The hooks' request counters so far, as the summary's fields (hooks not built: none)."""
+        counts = {}
+        if "source_hook" in self.__dict__:
+            counts["source_requests"] = self.source_hook.request_count
+            counts["source_api_calls"] = self.source_hook.api_calls
+        if "target_hook" in self.__dict__:
+            counts["target_requests"] = self.target_hook.request_count
+            counts["target_writes"] = self.target_hook.write_count
+        return counts
+
+    @contextmanager
+    def part(self, resource: str) -> Iterator[Summary]:
+        """The summary of a further resource this task copies inside the ``with`` block; it travels in
+        the main summary's ``parts`` and counts the requests made in the block."""
         part = Summary(resource=resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts.append(part)
-        return part
+        before = self._request_counts()
+        started = time.monotonic()
+        try:
+            yield part
+        finally:
+            part.seconds = round(time.monotonic() - started, 3)
+            for name, value in self._request_counts().items():
+                setattr(part, name, value - before.get(name, 0))
 
     def summary_dag_id(self) -> str | None:
         return None

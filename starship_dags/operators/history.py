@@ -1,25 +1,25 @@
 """DAG history: discover the source's DAGs, then per DAG its runs, task instances and retry history.
 
-Per DAG, two tasks copy the history inside a mapped task group:
+One task per DAG (:class:`DagRunsMigrationOperator`, inside a mapped task group) copies the history:
 
-1. :class:`DagRunsMigrationOperator` reads the newest page of the source's runs. If the DAG's
-   sync marker (:mod:`starship_dags.sync_state`) says nothing changed, the DAG is done: one
-   source request. Otherwise it deletes the marker, compares every source run with the target
-   by ``(dag_id, run_id)``, writes the missing finished runs, and hands a *plan* to the next
-   tasks: which runs need their task instances and history checked, and how deep to read.
-2. :class:`TaskInstancesMigrationOperator` reads source task instances only as deep as the
-   plan says, and writes those the target lacks, keyed by ``(dag_id, run_id, task_id, map_index)``.
-   Then it does the same for retry history (key plus ``try_number``), reported as a part of its
-   summary.
+1. It reads the newest page of the source's runs. If the DAG's sync marker
+   (:mod:`starship_dags.sync_state`) says nothing changed, the DAG is done: one source request.
+2. Otherwise it deletes the marker, compares every source run with the target by
+   ``(dag_id, run_id)``, writes the missing finished runs, and makes a *plan*: which runs need
+   their task instances and history checked, and how deep to read.
+3. It reads source task instances only as deep as the plan says, and writes those the target
+   lacks, keyed by ``(dag_id, run_id, task_id, map_index)``; then the same for retry history (key
+   plus ``try_number``). Both are parts of its summary: the report shows them as rows of their own.
 
-The last of the DAG's copy tasks that runs (task instances, or the XCom and log tasks after it)
-stores the DAG's marker when every one of them finished cleanly. Queued and running runs are
-skipped and counted; the next run picks them up.
+The plan goes to the DAG's later tasks (XComs, logs, validation). The last of the DAG's copy tasks
+that runs stores the DAG's marker when every one of them finished cleanly. Queued and running runs
+are skipped and counted; the next run picks them up.
 
-Each per-DAG task starts a process on the target's executor, which costs about a CPU-second
-whatever it does. So ``dag_runs``, once it succeeds, marks the later tasks with nothing to do as
-skipped before they start: all of them for an unchanged DAG, the XCom and log tasks when no run
-needs them, and tasks whose resource is not selected.
+Each task starts a process on the target's executor, which costs about a CPU-second whatever it
+does: hence one task for runs, task instances and history. And ``dag_runs``, once it succeeds,
+marks the later tasks with nothing to do as skipped before they start: all of them for an
+unchanged DAG, the XCom and log tasks when no run needs them, and tasks whose resource is not
+selected.
 """
 
 from __future__ import annotations
@@ -150,12 +150,16 @@ class HistoryOperator(MigrationOperator):
 
     template_fields = (*MigrationOperator.template_fields, "source_dag", "runs_limit", "since")
 
-    def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, earlier: Iterable[str] = (),
+                 later: Iterable[str] = (), **kwargs: Any) -> None:
         kwargs.setdefault("map_index_template", "{{ task.source_dag['dag_id'] }}")
         super().__init__(**kwargs)
         self.source_dag = source_dag
         self.runs_limit = runs_limit
         self.since = since
+        self.earlier = list(earlier)
+        self.later = list(later)
+        self.plan: Any = None
 
     @property
     def dag_to_migrate(self) -> str:
@@ -171,7 +175,29 @@ class HistoryOperator(MigrationOperator):
 
     @property
     def majors(self) -> tuple[int, int]:
-        return self.source_hook.airflow_major, self.target_hook.airflow_major
+        known = (self.plan or {}).get("source_major")  # the plan spares later tasks a version request
+        return int(known or self.source_hook.airflow_major), self.target_hook.airflow_major
+
+    def store_marker(self, summary: Summary, context: Any) -> None:
+        """Store the DAG's sync marker if this is its last copy task to run and all of them went well.
+
+        ``earlier``: task ids of the DAG's copy tasks before this one; ``later``: those after it.
+        The last copy task that runs (the plan skips the others) stores the marker, when every copy
+        task finished cleanly: a later sync then finds the DAG unchanged with one request."""
+        plan = self.plan or {}
+        if not plan.get("marker") or summary.dry_run or any(s.failed for s in (summary, *self.parts)):
+            return
+        if not all(plan_skipped(plan, task_id) for task_id in self.later):
+            return  # a later copy task runs and stores it
+        ti = context["ti"]
+        for task_id in self.earlier:
+            if plan_skipped(plan, task_id):  # dag_runs found nothing for it to do
+                continue
+            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
+            if not isinstance(found, dict) or failed_total(found):
+                self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
+                return
+        sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
 
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Task instances of these runs, read by pages of runs until every run was seen."""
@@ -224,7 +250,12 @@ def plan_skipped(plan: Any, task_id: str) -> bool:
 
 
 class DagRunsMigrationOperator(HistoryOperator):
-    """:param artifacts: which of ``xcoms``/``task_logs`` the DAG's later tasks copy; part of the
+    """A DAG's runs, then the task instances and retry history of the runs that need them.
+
+    The task instances and the retry history are parts of this task's summary (the report shows
+    them as rows of their own): one task, one process start on the target's executor.
+
+    :param artifacts: which of ``xcoms``/``task_logs`` the DAG's later tasks copy; part of the
         selection stored in the sync marker, so selecting one more re-examines every run once.
     :param children: task id -> whether it is meant to run, for each later task of the DAG (all
         direct downstream of this one). When this task succeeds, it skips those not meant to run,
@@ -247,15 +278,15 @@ class DagRunsMigrationOperator(HistoryOperator):
         return {**super().selection(), "artifacts": sorted(as_name_list(self.artifacts))}
 
     def execute(self, context: Any) -> None:
-        self.plan: dict[str, Any] = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
+        self.plan = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
         try:
             super().execute(context)
         except BaseException:
-            # Also when some runs failed: the task instances of the others still get migrated.
+            # Also when some items failed: the later tasks copy the XComs and logs of the rest.
+            self.plan.pop("skipped_tasks", None)
             context["ti"].xcom_push(key="return_value", value=self.plan)
             raise
-        skipped = self.idle_children()
-        self.plan["skipped_tasks"] = skipped
+        skipped = self.plan.setdefault("skipped_tasks", self.idle_children())
         context["ti"].xcom_push(key="return_value", value=self.plan)
         if skipped:
             self.log.info("Nothing to do for %s; skipped", ", ".join(skipped))
@@ -370,82 +401,37 @@ class DagRunsMigrationOperator(HistoryOperator):
                 source_url=source_url, run_count=total, digest=digest, pending=pending, selection=selection
             ),
         }
+        self.plan["skipped_tasks"] = self.idle_children()  # dropped again if this task fails
         self.log.info(
             "%s: %d runs on the source, %d on the target; %d written, %d skipped as unfinished; "
             "task instances to check for %d runs",
             dag_id, total, len(target_ids), len(created), len(pending), len(needed),
         )
+        self.copy_children(summary, context)
 
-
-class PlannedOperator(HistoryOperator):
-    """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
-
-    Runs even when an upstream task of the DAG failed: a refused run must not keep the other
-    runs' task instances, XComs or logs out, and counts are most useful after a failure.
-
-    :param earlier: task ids of the DAG's copy tasks before this one (``dag_runs`` first).
-    :param later: task ids of the DAG's copy tasks after this one. The last copy task that runs
-        (the plan skips the others) stores the DAG's sync marker, when every copy task finished
-        cleanly: a later sync then finds the DAG unchanged with one request.
-    """
-
-    template_fields = (*HistoryOperator.template_fields, "plan")
-
-    def __init__(self, *, plan: Any, earlier: Iterable[str] = (), later: Iterable[str] = (), **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
-        self.plan = plan
-        self.earlier = list(earlier)
-        self.later = list(later)
-
-    @property
-    def majors(self) -> tuple[int, int]:
-        known = (self.plan or {}).get("source_major")
-        return int(known or self.source_hook.airflow_major), self.target_hook.airflow_major
-
-    def store_marker(self, summary: Summary, context: Any) -> None:
-        """Store the DAG's sync marker if this is its last copy task to run and all of them went well."""
-        plan = self.plan or {}
-        if not plan.get("marker") or summary.dry_run or any(s.failed for s in (summary, *self.parts)):
-            return
-        if not all(plan_skipped(plan, task_id) for task_id in self.later):
-            return  # a later copy task runs and stores it
-        ti = context["ti"]
-        for task_id in self.earlier:
-            if plan_skipped(plan, task_id):  # dag_runs found nothing for it to do
-                continue
-            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
-            if not isinstance(found, dict) or failed_total(found):
-                self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
-                return
-        sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
-
-
-class TaskInstancesMigrationOperator(PlannedOperator):
-    """Task instances, then their retry history, of the runs the plan names; idle plan: nothing to do."""
-
-    resource = "task_instances"
-
-    def migrate(self, summary: Summary, context: Any) -> None:
-        plan = self.plan or {}
-        dag_id = self.dag_to_migrate
-        if plan.get("idle"):  # the runs task found the DAG unchanged (and said so in its notes)
-            return
-        needed = set(plan.get("run_ids") or [])
-        refused = set(plan.get("refused_run_ids") or [])
-        if needed or refused:
-            self.copy_missing(summary, TI_ROWS, dag_id, needed, plan, refused)
-        tries = self.part(HISTORY_ROWS.resource)  # after the task instances: Airflow ties history to them
-        if needed or refused:
-            self.copy_missing(tries, HISTORY_ROWS, dag_id, needed, plan, refused)
-        if tries.created and not tries.dry_run and self.target_hook.airflow_major >= 3:
+    def copy_children(self, summary: Summary, context: Any) -> None:
+        """The task instances, then the retry history, of the runs the plan names."""
+        plan, dag_id = self.plan, self.dag_to_migrate
+        needed = set(plan["run_ids"])
+        refused = set(plan["refused_run_ids"])
+        retried: set[str] = set()  # runs with a task instance past its first try: only they have history
+        with self.part(TI_ROWS.resource) as part:
+            if needed or refused:
+                self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
+        with self.part(HISTORY_ROWS.resource) as part:  # after the task instances: Airflow ties it to them
+            if needed or refused:
+                self.copy_missing(part, HISTORY_ROWS, dag_id, needed, retried & needed, plan, refused)
+        if self.parts[-1].created and not summary.dry_run and self.target_hook.airflow_major >= 3:
             self._fill_dag_versions(dag_id)
         self.store_marker(summary, context)
 
     def copy_missing(
-        self, summary: Summary, what: RowKind, dag_id: str, needed: set[str], plan: dict[str, Any],
-        refused: set[str] = frozenset(),
+        self, summary: Summary, what: RowKind, dag_id: str, needed: set[str], expected: set[str],
+        plan: dict[str, Any], refused: set[str] = frozenset(), retried: set[str] | None = None,
     ) -> None:
+        """Write the rows of the ``needed`` runs that the target lacks, reading the source's pages to
+        the plan's depth and on while a run of ``expected`` (those sure to have rows) has not shown
+        up. ``retried`` collects the runs with a task instance past its first try."""
         # Runs that dag_runs wrote just now cannot have rows on the target yet: only the others are read there.
         maybe_there = needed & set(plan["existing_run_ids"]) if "existing_run_ids" in plan else needed
         on_target = ({what.natural_key(r) for r in what.target_rows(self.target_hook, dag_id)
@@ -454,7 +440,7 @@ class TaskInstancesMigrationOperator(PlannedOperator):
         # runs between pages) is skipped whole. Remembering run ids, not row keys, keeps memory small.
         done_runs: set[str] = set()
         without_run: dict[str, int] = {}
-        unseen_runs = set(needed)
+        unseen_runs = set(expected)
         offset, depth, total = 0, int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
         # Read down to the planned depth, and further while a needed run has not shown up yet
         # (ties in start dates can move runs between pages), but never past the last run.
@@ -479,6 +465,8 @@ class TaskInstancesMigrationOperator(PlannedOperator):
                     without_run[run_id] = without_run.get(run_id, 0) + 1
                     continue
                 unseen_runs.discard(run_id)
+                if retried is not None and int(row.get("try_number") or 0) > 1:
+                    retried.add(run_id)
                 if key in on_target:
                     summary.unchanged += 1
                 else:
@@ -501,6 +489,21 @@ class TaskInstancesMigrationOperator(PlannedOperator):
             self.target_hook.create_task_instances([translate(TASK_INSTANCE, rows[0], 3, 3)])
 
 
+class PlannedOperator(HistoryOperator):
+    """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
+
+    Runs even when an upstream task of the DAG failed: a refused run must not keep the other
+    runs' XComs or logs out, and counts are most useful after a failure.
+    """
+
+    template_fields = (*HistoryOperator.template_fields, "plan")
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.plan = plan
+
+
 __all__ = [
     "HISTORY_ROWS",
     "RUN_ROWS",
@@ -510,5 +513,4 @@ __all__ = [
     "classify_runs",
     "plan_skipped",
     "DiscoverDagsOperator",
-    "TaskInstancesMigrationOperator",
 ]

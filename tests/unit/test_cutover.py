@@ -312,11 +312,11 @@ def test_validation_leaves_out_runs_that_finished_after_the_copy():
 
 def test_a_failure_in_a_summary_part_keeps_the_dag_from_being_unpaused():
     op = CutoverUnpauseOperator(task_id="u", pause_task_id="p", discover_task_id="d",
-                                dag_checks={"history.task_instances": True})
+                                dag_checks={"history.dag_runs": True})
     broken_history = {"failed": 0, "parts": [{"resource": "task_instance_history", "failed": 1}]}
     problems = op.incomplete(_context({
         ("d", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
-        ("history.task_instances", "summary", 0): {"failed": 0, "parts": [{"failed": 0}]},
-        ("history.task_instances", "summary", 1): broken_history,
+        ("history.dag_runs", "summary", 0): {"failed": 0, "parts": [{"failed": 0}]},
+        ("history.dag_runs", "summary", 1): broken_history,
     }))
-    assert problems == {"a": "", "b": "history.task_instances did not finish cleanly"}
+    assert problems == {"a": "", "b": "history.dag_runs did not finish cleanly"}

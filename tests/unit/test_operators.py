@@ -183,7 +183,7 @@ def _dag_runs_task(plan, fail=False):
 
     op = DagRunsMigrationOperator(
         task_id="dag_runs", source_dag={"dag_id": "d"}, artifacts=["xcoms"],
-        children={"h.task_instances": True, "h.xcoms": True, "h.task_logs": False, "h.validate": "false"},
+        children={"h.xcoms": True, "h.task_logs": False, "h.validate": "false"},
         artifact_children=["h.xcoms", "h.task_logs"],
     )
 
@@ -199,7 +199,7 @@ def _dag_runs_task(plan, fail=False):
 @pytest.mark.parametrize("plan, skipped", [
     ({"idle": False, "artifact_run_ids": ["r"]}, ["h.task_logs", "h.validate"]),
     ({"idle": False, "artifact_run_ids": []}, ["h.task_logs", "h.validate", "h.xcoms"]),
-    ({"idle": True}, ["h.task_instances", "h.task_logs", "h.validate", "h.xcoms"]),
+    ({"idle": True}, ["h.task_logs", "h.validate", "h.xcoms"]),
 ])
 def test_dag_runs_skips_the_later_tasks_with_nothing_to_do(plan, skipped):
     from starship_dags.compat import AIRFLOW_MAJOR
@@ -235,9 +235,11 @@ class _TiPages:
         self.history_pages = list(history_pages)
         self.target_reads = 0
         self.airflow_major = 2
+        self.request_count = self.api_calls = self.write_count = 0
 
-    @staticmethod
-    def _page(pages, limit, offset):
+    def _page(self, pages, limit, offset):
+        self.request_count += 1
+        self.api_calls += 1
         page = pages[offset // limit] if offset // limit < len(pages) else []
         return {"task_instances": page, "dag_run_count": limit * len(pages)}  # pages of `limit` runs
 
@@ -261,16 +263,18 @@ def _ti(run_id, task_id="t", try_number=None):
     return row if try_number is None else {**row, "try_number": try_number}
 
 
-def _children_run(plan, hooks, context=None):
-    from starship_dags.operators.history import TaskInstancesMigrationOperator
+def _children_run(plan, hooks):
+    """dag_runs' second half: the task instances and retry history of the runs ``plan`` names."""
+    from starship_dags.operators.history import DagRunsMigrationOperator
 
-    op = TaskInstancesMigrationOperator(task_id="task_instances", source_dag={"dag_id": "d"}, plan=plan)
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dag={"dag_id": "d"})
+    op.plan = {"refused_run_ids": [], **plan}
     op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
     written = []
     op.post = lambda summary, rows, what: written.extend((what.resource, r["run_id"], r["task_id"]) for r in rows)
-    summary = Summary(resource="task_instances")
-    op.migrate(summary, context=context or {})
-    return summary, written, op
+    summary = Summary(resource="dag_runs")
+    op.copy_children(summary, context={})
+    return op.parts, written
 
 
 def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target():
@@ -278,27 +282,25 @@ def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target
     pages = [[_ti("r1"), _ti("r1", "u"), _ti("r2")], [_ti("r2"), _ti("r3")]]
     plan = {"run_ids": ["r1", "r2", "r3"], "existing_run_ids": [], "scan_runs": 200, "source_total": 200}
     hooks = _TiPages(pages)
-    summary, written, _ = _children_run(plan, hooks)
+    parts, written = _children_run(plan, hooks)
     tis = [(run, task) for what, run, task in written if what == "task_instances"]
     assert tis == [("r1", "t"), ("r1", "u"), ("r2", "t"), ("r3", "t")] and hooks.target_reads == 0
     # a run that was on the target before: its rows are looked up, and the ones there are left alone
     hooks = _TiPages(pages, target_rows=[_ti("r2")])
-    summary, written, _ = _children_run({**plan, "existing_run_ids": ["r2"]}, hooks)
+    parts, written = _children_run({**plan, "existing_run_ids": ["r2"]}, hooks)
     tis = [(run, task) for what, run, task in written if what == "task_instances"]
-    assert tis == [("r1", "t"), ("r1", "u"), ("r3", "t")] and summary.unchanged == 1
+    assert tis == [("r1", "t"), ("r1", "u"), ("r3", "t")] and parts[0].unchanged == 1
     assert hooks.target_reads == 2  # task instances, then retry history
 
 
-def test_task_instances_task_copies_retry_history_after_them_as_a_part_of_its_summary():
+def test_dag_runs_copies_task_instances_then_retry_history_as_parts_of_its_summary():
     pages = [[_ti("r1"), _ti("r2")]]
     history = [[_ti("r1", try_number=1), _ti("r9", try_number=1), _ti("r2", try_number=1), _ti("r2", try_number=2)]]
     plan = {"run_ids": ["r1", "r2"], "existing_run_ids": [], "scan_runs": 100, "source_total": 100}
-    summary, written, op = _children_run(plan, _TiPages(pages, history_pages=history))
+    parts, written = _children_run(plan, _TiPages(pages, history_pages=history))
     assert [w[0] for w in written] == ["task_instances"] * 2 + ["task_instance_history"] * 3  # not r9's
-    assert [p.resource for p in op.parts] == ["task_instance_history"]
-    # an idle plan: nothing read, no part
-    summary, written, op = _children_run({"idle": True}, _TiPages(pages, history_pages=history))
-    assert written == [] and op.parts == []
+    assert [p.resource for p in parts] == ["task_instances", "task_instance_history"]
+    assert [p.source_api_calls for p in parts] == [1, 1]  # each part counts its own reads (one page each)
 
 
 class _Pulls:
@@ -314,27 +316,54 @@ class _Pulls:
         return self.summaries.get(task_ids)
 
 
-@pytest.mark.parametrize("skipped, summaries, parts_failed, stored", [
-    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 0}}, False, True),  # the last copy task that runs
-    (["h.task_logs"], {"h.dag_runs": {"failed": 0}}, False, False),  # the XCom task runs after it and stores it
-    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 2}}, False, False),  # dag_runs failed
-    (["h.xcoms", "h.task_logs"], {}, False, False),  # dag_runs left no summary (killed)
-    (["h.xcoms", "h.task_logs"], {"h.dag_runs": {"failed": 0}}, True, False),  # its own retry history failed
+CLEAN, BROKEN = {"failed": 0}, {"failed": 0, "parts": [{"resource": "task_instance_history", "failed": 1}]}
+
+
+@pytest.mark.parametrize("task, skipped, summaries, own_failure, stored", [
+    ("h.dag_runs", ["h.xcoms", "h.task_logs"], {}, False, True),  # the last copy task that runs
+    ("h.dag_runs", ["h.task_logs"], {}, False, False),  # the XCom task runs after it and stores it
+    ("h.dag_runs", ["h.xcoms", "h.task_logs"], {}, True, False),  # its own retry history failed
+    ("h.task_logs", ["h.xcoms"], {"h.dag_runs": CLEAN}, False, True),
+    ("h.task_logs", [], {"h.dag_runs": CLEAN, "h.xcoms": CLEAN}, False, True),
+    ("h.task_logs", [], {"h.dag_runs": CLEAN}, False, False),  # the XCom task left no summary (killed)
+    ("h.task_logs", ["h.xcoms"], {"h.dag_runs": BROKEN}, False, False),  # a part of dag_runs failed
 ])
-def test_the_last_copy_task_that_runs_stores_the_marker_when_all_went_well(monkeypatch, skipped, summaries,
-                                                                          parts_failed, stored):
+def test_the_last_copy_task_that_runs_stores_the_marker_when_all_went_well(monkeypatch, task, skipped, summaries,
+                                                                          own_failure, stored):
     from starship_dags import sync_state
+    from starship_dags.operators.artifacts import TaskLogsMigrationOperator
+    from starship_dags.operators.history import DagRunsMigrationOperator
 
     writes = []
     monkeypatch.setattr(sync_state, "write_marker", lambda hook, dag_id, marker: writes.append((dag_id, marker)))
-    plan = {"run_ids": [], "marker": {"m": 1}, "skipped_tasks": skipped, "scan_runs": 0, "source_total": 0}
-    from starship_dags.operators.history import TaskInstancesMigrationOperator
-
-    op = TaskInstancesMigrationOperator(task_id="h.task_instances", source_dag={"dag_id": "d"}, plan=plan,
-                                        earlier=["h.dag_runs"], later=["h.xcoms", "h.task_logs"])
-    op.__dict__["source_hook"] = op.__dict__["target_hook"] = _TiPages([])
-    summary = Summary(resource="task_instances")
-    if parts_failed:
+    chain = ["h.dag_runs", "h.xcoms", "h.task_logs"]
+    position = chain.index(task)
+    order = {"earlier": chain[:position], "later": chain[position + 1:]}
+    plan = {"marker": {"m": 1}, "skipped_tasks": skipped}
+    if task == "h.dag_runs":
+        op = DagRunsMigrationOperator(task_id=task, source_dag={"dag_id": "d"}, **order)
+        op.plan = plan
+    else:
+        op = TaskLogsMigrationOperator(task_id=task, source_dag={"dag_id": "d"}, plan=plan, **order)
+    op.__dict__["target_hook"] = None
+    summary = Summary(resource="x")
+    if own_failure:
         op.parts = [Summary(resource="task_instance_history", failed=1)]
     op.store_marker(summary, {"ti": _Pulls(summaries)})
     assert writes == ([("d", {"m": 1})] if stored else [])
+
+
+def test_retry_history_is_read_past_the_planned_depth_only_for_runs_that_were_retried():
+    # r3 should be on the first page but a tie in start dates put it on the second
+    plan = {"run_ids": ["r1", "r3"], "existing_run_ids": [], "scan_runs": 100, "source_total": 300}
+    pages = [[_ti("r1")], [_ti("r3", try_number=1)], [_ti("r4")]]
+    hooks = _TiPages(pages, history_pages=[[], [], []])
+    parts, written = _children_run(plan, hooks)
+    assert [p.source_api_calls for p in parts] == [2, 1]  # task instances read on until r3 showed up
+    # r3 was retried: its history must be somewhere, so it is read on for too
+    pages[1] = [_ti("r3", try_number=2)]
+    history = [[], [_ti("r3", try_number=1)], []]
+    hooks = _TiPages(pages, history_pages=history)
+    parts, written = _children_run(plan, hooks)
+    assert [p.source_api_calls for p in parts] == [2, 2]
+    assert ("task_instance_history", "r3", "t") in written
