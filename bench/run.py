@@ -145,6 +145,8 @@ class Bench:
 
     def reset_target(self, dag_ids: list[str]) -> None:
         parity.reset_history(self.target, dag_ids)
+        # Every phase starts from tables without the dead rows of the phases before it.
+        self.target.sql("VACUUM ANALYZE dag_run, task_instance, task_instance_history, xcom, variable")
 
     def run_ours(self, label: str, conf: dict[str, Any], *, dag_id: str = rig.MIGRATION_DAG.stem,
                  timeout: float | None = None) -> OurRun:
@@ -346,6 +348,7 @@ class Bench:
             runs = math.ceil(size / self.shape.tasks)
             workload.declare_dags(self.source, {dag_id: self.shape.task_ids}, f"{dag_id}.py")
             workload.seed_history(self.source, [dag_id], runs, self.shape.task_ids)
+            self.reset_target([dag_id])
             run = self.run_ours(f"rss_{size}", self.history_conf([dag_id]))
             by_task = {s["resource"]: s.get("memory_peak_mb") for s in run.summaries.values()
                        if s["resource"] in HISTORY_RESOURCES}
