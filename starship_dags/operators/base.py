@@ -127,7 +127,8 @@ class MigrationOperator(StarshipOperator):
                 self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s", self.resource,
                               summary.memory_start_mb, summary.memory_peak_mb,
                               summary.memory_peak_mb - summary.memory_start_mb, summary.seconds)
-            # each summary counts its own requests: the task's, less those of its parts
+            # each summary counts its own time and requests: the task's, less those of its parts
+            summary.seconds = round(summary.seconds - sum(part.seconds for part in self.parts), 3)
             for name, value in self._request_counts().items():
                 setattr(summary, name, value - sum(getattr(part, name) for part in self.parts))
             summary.parts = [part.as_dict() for part in self.parts]

@@ -177,6 +177,26 @@ def test_execute_records_wall_time_and_peak_memory_in_the_summary():
     assert 0 < summary["memory_start_mb"] <= summary["memory_peak_mb"]  # Linux: /proc/self/status
 
 
+def test_a_part_counts_its_own_requests_and_time_and_the_main_summary_the_rest():
+    op = operator(SOURCE, _CountingTarget([]))
+    op.__dict__["source_hook"] = _CountingTarget(SOURCE)
+    op.source_hook.api_calls = op.source_hook.request_count = 0
+    copy = op.migrate
+
+    def migrate(summary, context):
+        op.source_hook.request_count += 3
+        with op.part("extra"):
+            op.source_hook.request_count += 5
+        copy(summary, context)
+
+    op.migrate = migrate
+    ti = _Ti()
+    op.execute({"ti": ti})
+    summary = ti.pushed["summary"]
+    assert summary["source_requests"] == 3 and summary["parts"][0]["source_requests"] == 5
+    assert summary["parts"][0]["resource"] == "extra"
+
+
 def _dag_runs_task(plan, fail=False):
     """The dag_runs task with its comparison replaced: it makes ``plan`` (and fails with ``fail``)."""
     from starship_dags.operators.history import DagRunsMigrationOperator
