@@ -1,8 +1,8 @@
 """XComs and task logs of migrated task instances, per DAG, after its runs and task instances.
 
 The XCom task runs before the log task; the last of the DAG's copy tasks that runs stores its
-sync marker (see :class:`~starship_dags.operators.history.PlannedOperator`). Both tasks get the
-plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
+sync marker (see :meth:`~starship_dags.operators.history.HistoryOperator.store_marker`). Both
+tasks get the plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
 and logs must be copied (every run present on the target when there is no sync marker proving
 an earlier complete copy, else only the runs written since). They read the source's task
 instances of those runs, then copy each finished task instance with a few threads, each with its
