@@ -46,7 +46,14 @@ from starship_dags.translate import (
 MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync"})
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 RUN_PAGE = 500  # runs per GET of dag_runs
-TI_PAGE_RUNS = 100  # runs per GET of task instances (their task instances come along)
+#: Task instances and retry history come in pages of runs (each run's rows whole). The first page
+#: has FIRST_PAGE_RUNS runs; later ones are sized from the rows per run seen so far, for about
+#: PAGE_ROWS rows, growing at most PAGE_GROWTH-fold per page and never past MAX_PAGE_RUNS runs.
+#: Fewer, fuller pages spare the source's LIMIT/OFFSET queries and the target's per-request cost.
+FIRST_PAGE_RUNS = 100
+PAGE_ROWS = 5000
+PAGE_GROWTH = 4
+MAX_PAGE_RUNS = 2000
 TARGET_TI_PAGE_RUNS = 500
 WRITE_BATCH_RUNS = 2000  # new runs are written every this many (the hook splits by bytes)
 
@@ -57,8 +64,8 @@ class RowKind(NamedTuple):
     resource: str  # the summary's resource
     kind: str  # its key in translate's tables
     natural_key: Callable[[dict[str, Any]], Any]
-    #: a page of the source's rows, for ``TI_PAGE_RUNS`` runs from ``offset`` (not for runs)
-    source_page: Callable[[StarshipHook, str, int], dict[str, Any]] | None
+    #: a page of the source's rows: (hook, dag_id, offset, limit), in runs (not for runs)
+    source_page: Callable[[StarshipHook, str, int, int], dict[str, Any]] | None
     target_rows: Callable[[StarshipHook, str], Iterator[dict[str, Any]]]
     write: Callable[[StarshipHook, list[dict[str, Any]]], PostResult]
 
@@ -70,16 +77,29 @@ RUN_ROWS = RowKind(
 )
 TI_ROWS = RowKind(
     "task_instances", TASK_INSTANCE, ti_natural_key,
-    lambda hook, dag_id, offset: hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset),
+    lambda hook, dag_id, offset, limit: hook.get_task_instances(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
     lambda hook, rows: hook.create_task_instances(rows),
 )
 HISTORY_ROWS = RowKind(
     "task_instance_history", HISTORY, history_natural_key,
-    lambda hook, dag_id, offset: hook.get_task_instance_history(dag_id, limit=TI_PAGE_RUNS, offset=offset),
+    lambda hook, dag_id, offset, limit: hook.get_task_instance_history(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
     lambda hook, rows: hook.create_task_instance_history(rows),
 )
+
+
+class RunPager:
+    """Where the next page of a run-paged read starts and how many runs it asks for."""
+
+    def __init__(self) -> None:
+        self.offset, self.limit = 0, FIRST_PAGE_RUNS
+
+    def advance(self, rows: int) -> None:
+        """Move past the page just read, which held ``rows`` rows."""
+        self.offset += self.limit
+        wanted = self.limit * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
+        self.limit = max(1, min(wanted, self.limit * PAGE_GROWTH, MAX_PAGE_RUNS))
 
 
 def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -201,19 +221,20 @@ class HistoryOperator(MigrationOperator):
 
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Task instances of these runs, read by pages of runs until every run was seen."""
-        unseen, offset = set(run_ids), 0
+        unseen, pager = set(run_ids), RunPager()
         total = int(plan.get("source_total") or 0)
         seen: set[tuple] = set()
-        while unseen and offset < max(total, 1):
-            page = self.source_hook.get_task_instances(dag_id, limit=TI_PAGE_RUNS, offset=offset)
+        while unseen and pager.offset < max(total, 1):
+            page = self.source_hook.get_task_instances(dag_id, limit=pager.limit, offset=pager.offset)
             total = max(total, int(page.get("dag_run_count") or 0))
-            for row in page.get("task_instances") or []:
+            rows = page.get("task_instances") or []
+            for row in rows:
                 key = (row["run_id"], row["task_id"], int(row.get("map_index", -1)))
                 if row["run_id"] in run_ids and key not in seen:
                     seen.add(key)
                     unseen.discard(row["run_id"])
                     yield row
-            offset += TI_PAGE_RUNS
+            pager.advance(len(rows))
 
     def post(self, summary: Summary, rows: list[dict[str, Any]], what: RowKind = RUN_ROWS) -> None:
         """Translate and write rows; count what went in and name what the target refused."""
@@ -441,18 +462,20 @@ class DagRunsMigrationOperator(HistoryOperator):
         done_runs: set[str] = set()
         without_run: dict[str, int] = {}
         unseen_runs = set(expected)
-        offset, depth, total = 0, int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
+        pager = RunPager()
+        depth, total = int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
         # Read down to the planned depth, and further while a needed run has not shown up yet
         # (ties in start dates can move runs between pages), but never past the last run.
-        while offset < depth or (unseen_runs and offset < total):
-            page = what.source_page(self.source_hook, dag_id, offset)
-            if offset == 0:  # runs that started since the plan push the ones we need further down
+        while pager.offset < depth or (unseen_runs and pager.offset < total):
+            page = what.source_page(self.source_hook, dag_id, pager.offset, pager.limit)
+            if pager.offset == 0:  # runs that started since the plan push the ones we need further down
                 total = max(total, int(page.get("dag_run_count") or 0))
                 depth += max(0, total - int(plan.get("source_total") or 0))
             missing = []
             page_keys: set[tuple] = set()
             page_runs: set[str] = set()
-            for row in page.get("task_instances") or []:
+            rows = page.get("task_instances") or []
+            for row in rows:
                 run_id = row["run_id"]
                 if run_id in done_runs or (run_id not in needed and run_id not in refused):
                     continue
@@ -473,9 +496,9 @@ class DagRunsMigrationOperator(HistoryOperator):
                     missing.append(row)
             done_runs |= page_runs
             self.post(summary, missing, what)
-            offset += TI_PAGE_RUNS
-            self.log.info("%s %s: read %d of %d runs; %d written so far", dag_id, what.resource,
-                          min(offset, depth), depth, summary.created)
+            pager.advance(len(rows))
+            self.log.info("%s %s: read %d of %d runs (planned depth %d); %d written so far", dag_id,
+                          what.resource, min(pager.offset, total), total, depth, summary.created)
         for run_id, count in sorted(without_run.items()):
             summary.add("skipped", f"{count} row(s) of run {run_id!r}",
                         "the run is not on the target (see the dag_runs failures)", count=count)

@@ -254,14 +254,21 @@ class _TiPages:
         self.pages, self.target = pages, list(target_rows)
         self.history_pages = list(history_pages)
         self.target_reads = 0
+        self.limits = []  # runs asked for, per source page
         self.airflow_major = 2
         self.request_count = self.api_calls = self.write_count = 0
+
+    RUNS_PER_PAGE = 100  # each given page stands for this many runs, its rows in the first one
 
     def _page(self, pages, limit, offset):
         self.request_count += 1
         self.api_calls += 1
-        page = pages[offset // limit] if offset // limit < len(pages) else []
-        return {"task_instances": page, "dag_run_count": limit * len(pages)}  # pages of `limit` runs
+        self.limits.append(limit)
+        runs = []
+        for rows in pages:
+            runs += [list(rows)] + [[]] * (self.RUNS_PER_PAGE - 1)
+        page = [row for run in runs[offset:offset + limit] for row in run]
+        return {"task_instances": page, "dag_run_count": len(runs)}
 
     def get_task_instances(self, dag_id, limit, offset):
         return self._page(self.pages, limit, offset)
@@ -387,3 +394,30 @@ def test_retry_history_is_read_past_the_planned_depth_only_for_runs_that_were_re
     parts, written = _children_run(plan, hooks)
     assert [p.source_api_calls for p in parts] == [2, 2]
     assert ("task_instance_history", "r3", "t") in written
+
+
+def test_run_pages_grow_towards_page_rows_and_shrink_for_heavy_runs():
+    from starship_dags.operators.history import MAX_PAGE_RUNS, PAGE_ROWS, RunPager
+
+    pager = RunPager()
+    assert (pager.offset, pager.limit) == (0, 100)
+    pager.advance(500)  # 5 rows per run: room for 1,000 runs, but a page grows at most 4-fold
+    assert (pager.offset, pager.limit) == (100, 400)
+    pager.advance(2000)
+    assert (pager.offset, pager.limit) == (500, PAGE_ROWS // 5)
+    pager.advance(0)  # runs without rows (retry history of runs never retried)
+    assert pager.limit == min(4 * PAGE_ROWS // 5, MAX_PAGE_RUNS)
+    pager.advance(pager.limit * 1000)  # 1,000 rows per run
+    assert pager.limit == PAGE_ROWS // 1000
+    pager.advance(10 * PAGE_ROWS)  # one run heavier than a whole page: one run per page
+    assert pager.limit == 1 and pager.offset == 100 + 400 + 1000 + 2000 + 5
+
+
+def test_a_whole_history_is_read_in_pages_that_grow():
+    pages = [[_ti("r1")], [_ti("r2")], [_ti("r3")], [_ti("r4")], [_ti("r5")], [_ti("r6")]]
+    plan = {"run_ids": [f"r{n}" for n in range(1, 7)], "existing_run_ids": [], "scan_runs": 600, "source_total": 600}
+    hooks = _TiPages(pages)
+    parts, written = _children_run(plan, hooks)
+    assert [run for what, run, _ in written if what == "task_instances"] == plan["run_ids"]
+    assert hooks.limits == [100, 400, 1600] * 2  # task instances, then retry history
+    assert [p.source_api_calls for p in parts] == [3, 3]
