@@ -221,6 +221,9 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         expected[pause.task_id] = cutover
         discover = DiscoverDagsOperator(
             task_id="discover_dags",
+            # after the guard, and after the cutover's pause unless the guard skipped it; not when
+            # the guard stood aside (then both are skipped)
+            trigger_rule="none_failed_min_one_success",
             dag_ids="{{ params.dag_ids }}",
             enabled=history_enabled,
             full_comparison="{{ params.full_comparison }}",
@@ -275,16 +278,23 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             timeout_minutes=timeout, **common,
         )
         expected[unpause.task_id] = cutover
+        # The guard skips what the form leaves out before it starts (each started task costs a
+        # process and a scheduling round). A skipped task counts as done, so no order passes
+        # through one: discover_dags also follows the guard directly, and the report every task
+        # that unpause (which the guard may skip at once) would otherwise hold it back from.
+        guard.children = {task_id: enabled for task_id, enabled in expected.items() if task_id.startswith("settings.")
+                          or task_id in (validate_settings.task_id, pause.task_id, unpause.task_id)}
         report = MigrationReportOperator(
             task_id="report",
             expected=expected,
             mapped={task_id: discover.task_id for task_id in expected if task_id.startswith("history.")},
             planned_by=planned_by,
         )
-        guard >> [settings, pause]
+        guard >> [settings, pause, validate_settings, discover, unpause]
         pause >> discover
         settings >> validate_settings
         [validate_settings, per_dag] >> unpause >> report
         # The group's last task may be skipped while the others still run: wait for every one.
         per_dag_tasks >> unpause
+        [validate_settings, *per_dag_tasks] >> report
     return dag

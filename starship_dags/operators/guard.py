@@ -3,6 +3,10 @@
 The scheduled sync skips its run while a manual migration is queued or running on the target
 (the next sync picks up whatever is left). A manual migration waits, up to a timeout, for a
 running sync to finish. The sync never waits, so the two cannot wait for each other.
+
+Once the run may go on, the guard also marks the tasks this run's form leaves out (resources not
+selected, cutover off) as skipped before they start: each task the scheduler starts costs a
+process and a scheduling round, even one that only finds it has nothing to do.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from typing import Any
 
 from airflow.exceptions import AirflowException
 
-from starship_dags.compat import AirflowSkipException
+from starship_dags.compat import AirflowSkipException, skip_own_downstream
 from starship_dags.exceptions import StarshipAuthError, StarshipError
-from starship_dags.operators.base import StarshipOperator
+from starship_dags.operators.base import StarshipOperator, as_bool
 
 GUARD_TASK_ID = "guard"
 SKIP_REASON_KEY = "skip_reason"
@@ -29,20 +33,31 @@ def stood_aside(task: Any, context: Any) -> str | None:
 
 class ActiveRunGuardOperator(StarshipOperator):
     """:param other_dag_id: the other migration DAG on the target.
-    :param wait: wait for its active runs (manual migration) instead of skipping (scheduled sync)."""
+    :param wait: wait for its active runs (manual migration) instead of skipping (scheduled sync).
+    :param children: task id -> whether it is meant to run, for direct downstream tasks of this one
+        (templated). Those not meant to run are marked skipped when the guard lets the run go on."""
 
-    template_fields = (*StarshipOperator.template_fields, "timeout_minutes")
+    template_fields = (*StarshipOperator.template_fields, "timeout_minutes", "children")
     ui_color = "#eeeeee"
 
     def __init__(self, *, other_dag_id: str, wait: bool, timeout_minutes: Any = 30, poll_seconds: float = 15,
-                 **kwargs: Any) -> None:
+                 children: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.children = dict(children or {})
         self.other_dag_id = other_dag_id
         self.wait = wait
         self.timeout_minutes = timeout_minutes
         self.poll_seconds = poll_seconds
 
     def execute(self, context: Any) -> None:
+        self.stand_aside_or_wait(context)
+        idle = sorted(task_id for task_id, meant in self.children.items() if not as_bool(meant))
+        if idle:
+            self.log.info("Not selected for this run, skipped: %s", ", ".join(idle))
+        skip_own_downstream(context, idle)  # on Airflow 3 this ends the task (successfully)
+
+    def stand_aside_or_wait(self, context: Any) -> None:
+        """Returns when this run may go on; raises AirflowSkipException when it stands aside."""
         deadline = time.monotonic() + float(self.timeout_minutes or 0) * 60
         while True:
             try:

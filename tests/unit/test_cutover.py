@@ -278,6 +278,42 @@ def test_sync_guard_skips_while_a_manual_run_is_active():
     assert "manual__1" in context["ti"].pushed[SKIP_REASON_KEY]
 
 
+def test_sync_guard_that_stands_aside_skips_the_whole_run_not_only_the_unselected_tasks():
+    from starship_dags.compat import AirflowSkipException
+
+    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_migration", wait=False,
+                                children={"settings.pools": False, "cutover_pause_source": False})
+    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "manual__1"}])
+    context = _context()
+    with pytest.raises(AirflowSkipException):
+        op.execute(context)
+    assert "skipmixin_key" not in context["ti"].pushed  # the skip of the guard itself reaches every task
+
+
+@pytest.mark.parametrize("children, skipped", [
+    ({"settings.pools": True, "settings.variables": "False", "cutover_pause_source": False,
+      "cutover_unpause_target": False, "validate_settings": ["pools"]},
+     ["cutover_pause_source", "cutover_unpause_target", "settings.variables"]),
+    ({"settings.pools": True, "cutover_pause_source": "true"}, []),
+])
+def test_guard_skips_the_tasks_the_form_leaves_out(children, skipped):
+    from starship_dags.compat import AIRFLOW_MAJOR
+
+    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_sync", wait=True, children=children)
+    op.__dict__["target_hook"] = FakeRest([])
+    context = _context()
+    context["ti"].map_index = -1
+    if AIRFLOW_MAJOR >= 3 and skipped:
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        with pytest.raises(DownstreamTasksSkipped) as raised:
+            op.execute(context)
+        assert raised.value.tasks == [(task_id, -1) for task_id in skipped]
+    else:
+        op.execute(context)
+        assert context["ti"].pushed.get("skipmixin_key") == ({"skipped": skipped} if skipped else None)
+
+
 def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeypatch):
     from starship_dags.operators import guard
 

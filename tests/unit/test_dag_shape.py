@@ -28,3 +28,29 @@ def test_the_copy_tasks_know_their_order_for_the_sync_marker():
     for position, task_id in enumerate(copies):
         task = dag.get_task(task_id)
         assert (task.earlier, task.later) == (copies[:position], copies[position + 1:]), task_id
+
+
+def test_the_guard_is_directly_upstream_of_every_task_it_may_skip():
+    dag = build_migration_dag()
+    guard = dag.get_task("guard")
+    skippable = {"settings.pools", "settings.variables", "settings.connections", "settings.environment",
+                 "validate_settings", "cutover_pause_source", "cutover_unpause_target"}
+    assert set(guard.children) == skippable <= guard.downstream_task_ids
+    assert guard.children["cutover_pause_source"] == guard.children["cutover_unpause_target"]  # the cutover box
+
+
+def test_no_order_passes_through_a_task_the_guard_may_skip():
+    dag = build_migration_dag()
+    discover = dag.get_task("discover_dags")
+    # runs after the guard whether or not the cutover's pause ran; skipped when both were skipped
+    assert {"guard", "cutover_pause_source"} <= discover.upstream_task_ids
+    assert discover.trigger_rule == "none_failed_min_one_success"
+    report = dag.get_task("report")
+    assert {"validate_settings", "cutover_unpause_target", *HISTORY_TASKS} <= report.upstream_task_ids
+    assert report.trigger_rule == "all_done"
+
+
+def test_the_sync_has_no_cutover_so_its_guard_always_skips_pause_and_unpause():
+    dag = build_migration_dag("starship_sync", sync=True)
+    children = dag.get_task("guard").children
+    assert "default(false)" in children["cutover_pause_source"] and "default(false)" in children["cutover_unpause_target"]
