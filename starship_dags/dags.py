@@ -279,9 +279,10 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         )
         expected[unpause.task_id] = cutover
         # The guard skips what the form leaves out before it starts (each started task costs a
-        # process and a scheduling round). A skipped task counts as done, so no order passes
-        # through one: discover_dags also follows the guard directly, and the report every task
-        # that unpause (which the guard may skip at once) would otherwise hold it back from.
+        # process and a scheduling round). A skipped task counts as done, so no order may pass
+        # through one: discover_dags also follows the guard directly, and the report waits
+        # directly for the tasks it used to wait for through unpause (which the guard may skip),
+        # and unpause and the report for the settings tasks, not only through validate_settings.
         guard.children = {task_id: enabled for task_id, enabled in expected.items() if task_id.startswith("settings.")
                           or task_id in (validate_settings.task_id, pause.task_id, unpause.task_id)}
         report = MigrationReportOperator(
@@ -293,8 +294,8 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         guard >> [settings, pause, validate_settings, discover, unpause]
         pause >> discover
         settings >> validate_settings
-        [validate_settings, per_dag] >> unpause >> report
+        [settings, validate_settings, per_dag] >> unpause >> report
         # The group's last task may be skipped while the others still run: wait for every one.
         per_dag_tasks >> unpause
-        [validate_settings, *per_dag_tasks] >> report
+        [settings, validate_settings, *per_dag_tasks] >> report
     return dag

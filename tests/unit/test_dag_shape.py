@@ -54,3 +54,27 @@ def test_the_sync_has_no_cutover_so_its_guard_always_skips_pause_and_unpause():
     dag = build_migration_dag("starship_sync", sync=True)
     children = dag.get_task("guard").children
     assert "default(false)" in children["cutover_pause_source"] and "default(false)" in children["cutover_unpause_target"]
+
+
+def _reaches(dag, start: str, avoided: set[str]) -> set[str]:
+    """The tasks after ``start``, following only edges through tasks that are not ``avoided``."""
+    seen, todo = set(), [start]
+    while todo:
+        for task_id in dag.get_task(todo.pop()).downstream_task_ids:
+            if task_id not in seen:
+                seen.add(task_id)
+                if task_id not in avoided:
+                    todo.append(task_id)
+    return seen
+
+
+def test_every_order_holds_without_the_tasks_that_may_be_skipped_before_they_start():
+    """A task skipped before it starts counts as done at once. So when two tasks both run, the
+    one that comes first must still come first by edges that avoid every other such task."""
+    for dag in (build_migration_dag(), build_migration_dag("starship_sync", sync=True)):
+        skippable = set(dag.get_task("guard").children) | set(dag.get_task("history.dag_runs").children)
+        assert len(skippable) == 10
+        for first in dag.task_ids:
+            for later in _reaches(dag, first, set()):
+                kept = _reaches(dag, first, skippable - {first, later})
+                assert later in kept, f"{dag.dag_id}: {first} comes before {later} only through a skippable task"
