@@ -18,7 +18,7 @@ from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
 from starship_dags.operators.environment import SourceEnvironmentOperator
 from starship_dags.operators.guard import GUARD_TASK_ID, ActiveRunGuardOperator
-from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator
+from starship_dags.operators.history import HISTORY_TASKS, DagRunsMigrationOperator, DiscoverDagsOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
 from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
@@ -57,6 +57,8 @@ in the target, so the target connection usually points at this Airflow itself.
 * *DAG ids*: whose history (runs, task instances, retry history) to copy; empty means all DAGs
   of the source except the migration DAGs themselves. Queued and running runs are skipped and
   picked up by the next run. *Most recent runs* and *Runs since* limit how much history.
+* *History tasks*: how many tasks copy the histories side by side; the DAGs are dealt out among
+  them, and each task's label in the grid lists its DAGs.
 * *xcoms* and *task_logs* (resources): the XComs and every try's log of each migrated task
   instance, for the DAGs whose history is migrated. Logs are read through Starship where the
   source serves them (Astronomer environments), otherwise through the source's REST API. Into
@@ -122,6 +124,11 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
     params["since"] = Param(
         None, type=["null", "string"], title="Runs since",
         description="Only runs whose logical date is on or after this date (e.g. 2024-06-01); empty means all.",
+    )
+    params["history_tasks"] = Param(
+        HISTORY_TASKS, type="integer", minimum=1, maximum=64, title="History tasks",
+        description="How many tasks copy the DAGs' histories side by side; the DAGs are dealt out among them. "
+        "More copy faster where both servers have CPU to spare; each costs the target's scheduler a task.",
     )
     params["full_comparison"] = Param(
         False, type="boolean", title="Full comparison",
@@ -227,22 +234,23 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             dag_ids="{{ params.dag_ids }}",
             enabled=history_enabled,
             full_comparison="{{ params.full_comparison }}",
+            tasks="{{ params.history_tasks }}",
             **connections,
         )
         selection = {"runs_limit": "{{ params.runs_limit }}", "since": "{{ params.since }}"}
 
-        @task_group(group_id="history", tooltip="Runs, task instances and retry history, per source DAG")
-        def history(source_dag):
+        @task_group(group_id="history", tooltip="Runs, task instances and retry history, per batch of source DAGs")
+        def history(source_dags):
             runs = DagRunsMigrationOperator(
-                task_id="dag_runs", source_dag=source_dag, artifacts=artifacts, **selection, **common
+                task_id="dag_runs", source_dags=source_dags, artifacts=artifacts, **selection, **common
             )
             copies = [
-                operator(task_id=kind, source_dag=source_dag, plan=runs.output, enabled=_selected(kind, HISTORY),
+                operator(task_id=kind, source_dags=source_dags, plans=runs.output, enabled=_selected(kind, HISTORY),
                          **selection, **common)
                 for kind, operator in ARTIFACTS.items()
             ]
             check = HistoryValidationOperator(
-                task_id="validate", source_dag=source_dag, plan=runs.output,
+                task_id="validate", source_dags=source_dags, plans=runs.output,
                 enabled=validate_history, **selection, **common,
             )
             # dag_runs skips the later tasks that have nothing to do, so it is upstream of each
@@ -263,7 +271,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
 
         planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
         per_dag_tasks: list = []
-        per_dag = history.expand(source_dag=discover.output)
+        per_dag = history.expand(source_dags=discover.output)
         expected["history.dag_runs"] = history_enabled  # with task instances and retry history
         for kind in ARTIFACTS:
             expected[f"history.{kind}"] = _selected(kind, HISTORY)

@@ -23,7 +23,7 @@ from airflow.exceptions import AirflowException
 from starship_dags.compat import AirflowSkipException, BaseOperator, mask_secret
 from starship_dags.exceptions import StarshipConflictError, StarshipError
 from starship_dags.hooks.starship import StarshipHook
-from starship_dags.report import Summary, format_table, reset_peak_rss, rss_mb
+from starship_dags.report import Summary, expand, format_table, reset_peak_rss, rss_mb
 
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 PROGRESS_EVERY = 200
@@ -103,23 +103,42 @@ class MigrationOperator(StarshipOperator):
         self.dry_run = dry_run
         self.enabled = enabled
         self.parts: list[Summary] = []  # summaries of further resources this task copies (see part())
+        self.last_summary: dict[str, Any] | None = None  # the latest summary made, as pushed
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.begin()
+        try:
+            summary, error = self.summarized(context)
+        finally:  # also when the task is killed or times out: the report shows what was done
+            context["ti"].xcom_push(key="summary", value=self.last_summary)
+        if error is not None:
+            raise error
+        self.raise_if_failed([summary])
+        return summary
+
+    def begin(self) -> None:
+        """Skip the task when its resource is not selected; check the conflict policy."""
         if not as_bool(self.enabled):
             raise AirflowSkipException(f"{self.resource} not selected for this run")
         policy = str(self.conflict_policy).strip().lower()
         if policy not in CONFLICT_POLICIES:
             raise ValueError(f"conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}; got {self.conflict_policy!r}")
         self.conflict_policy = policy
+
+    def summarized(self, context: Any) -> tuple[dict[str, Any], Exception | None]:
+        """Run :meth:`migrate` and return its summary (with its parts) and the error that ended it, if
+        any. The summary is logged, and kept in ``last_summary`` even when the task is killed."""
         summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts = []
+        before = self._request_counts()
         started = time.monotonic()
         summary.memory_start_mb = rss_mb() if reset_peak_rss() else None
+        error: Exception | None = None
         try:
             self.migrate(summary, context)
         except Exception as err:
             summary.add("failed", f"{self.resource} task", str(err))
-            raise
+            error = err
         finally:
             summary.seconds = round(time.monotonic() - started, 3)
             if summary.memory_start_mb is not None:
@@ -130,17 +149,22 @@ class MigrationOperator(StarshipOperator):
             # each summary counts its own time and requests: the task's, less those of its parts
             summary.seconds = round(summary.seconds - sum(part.seconds for part in self.parts), 3)
             for name, value in self._request_counts().items():
-                setattr(summary, name, value - sum(getattr(part, name) for part in self.parts))
+                setattr(summary, name, value - before.get(name, 0) - sum(getattr(part, name) for part in self.parts))
             summary.parts = [part.as_dict() for part in self.parts]
-            context["ti"].xcom_push(key="summary", value=summary.as_dict())
-            self.log.info("Summary of %s:\n%s", self.resource, format_table([summary, *self.parts]))
-        failed = sum(s.failed for s in (summary, *self.parts))
+            self.last_summary = summary.as_dict()
+            self.log.info("Summary of %s:\n%s", self.resource + (f" ({summary.dag_id})" if summary.dag_id else ""),
+                          format_table([summary, *self.parts]))
+        return self.last_summary, error
+
+    def raise_if_failed(self, summaries: list[dict[str, Any]]) -> None:
+        """Fail the task, naming the failed items, when any of these pushed summaries holds a failure."""
+        flat = [Summary.from_dict(s) for pushed in summaries for s in expand(pushed)]
+        failed = sum(s.failed for s in flat)
         if failed:
-            items = [f["item"] for s in (summary, *self.parts) for f in s.failures]
+            items = [f["item"] for s in flat for f in s.failures]
             more = f" and {failed - 20} more" if failed > 20 else ""
-            what = " and ".join(s.resource for s in (summary, *self.parts) if s.failed)
+            what = " and ".join(dict.fromkeys(s.resource for s in flat if s.failed))
             raise AirflowException(f"{what}: {failed} item(s) failed: {', '.join(items[:20])}{more} (reasons above)")
-        return summary.as_dict()
 
     def _request_counts(self) -> dict[str, int]:
         """The hooks' request counters so far, as the summary's fields (hooks not built: none)."""

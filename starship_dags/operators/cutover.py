@@ -31,7 +31,7 @@ from airflow.exceptions import AirflowException
 
 from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
-from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, plan_skipped
+from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, batch_specs, by_dag, plan_skipped
 from starship_dags.report import Summary, failed_total
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
@@ -223,15 +223,23 @@ class CutoverUnpauseOperator(_CutoverOperator):
             found = ti.xcom_pull(task_ids=task_id, key="summary") if as_bool(enabled) else {}
             if not isinstance(found, dict) or failed_total(found):
                 problems["*"] = f"{task_id} did not finish cleanly"
-        for index, spec in enumerate(ti.xcom_pull(task_ids=self.discover_task_id) or []):
-            problems.setdefault(spec["dag_id"], "")
+        pulled: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
+
+        def of_batch(task_id: str, key: str, index: int) -> dict[str, dict[str, Any]]:
+            if (task_id, key, index) not in pulled:
+                pulled[task_id, key, index] = by_dag(ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index))
+            return pulled[task_id, key, index]
+
+        for index, spec in batch_specs(ti.xcom_pull(task_ids=self.discover_task_id)):
+            dag_id = spec["dag_id"]
+            problems.setdefault(dag_id, "")
             for task_id, enabled in self.dag_checks.items():
-                found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=index) if as_bool(enabled) else {}
+                found = of_batch(task_id, "summary", index).get(dag_id) if as_bool(enabled) else {}
                 if found is None and task_id in self.planned_by and plan_skipped(
-                        ti.xcom_pull(task_ids=self.planned_by[task_id], map_indexes=index), task_id):
+                        of_batch(self.planned_by[task_id], "return_value", index).get(dag_id), task_id):
                     continue  # nothing to do for it: the DAG's history was complete already
                 if not isinstance(found, dict) or failed_total(found):
-                    problems[spec["dag_id"]] = f"{task_id} did not finish cleanly"
+                    problems[dag_id] = f"{task_id} did not finish cleanly"
                     break
         return problems
 

@@ -29,6 +29,12 @@ from typing import Any, NamedTuple
 
 from starship_dags import sync_state
 from starship_dags.compat import skip_own_downstream
+from starship_dags.exceptions import (
+    StarshipAuthError,
+    StarshipNotInstalledError,
+    StarshipTLSError,
+    StarshipTransportError,
+)
 from starship_dags.hooks.starship import PostResult, StarshipHook
 from starship_dags.operators.base import MigrationOperator, StarshipOperator, as_bool, as_name_list
 from starship_dags.report import Summary, failed_total
@@ -56,6 +62,12 @@ PAGE_GROWTH = 4
 MAX_PAGE_RUNS = 2000
 TARGET_TI_PAGE_RUNS = 500
 WRITE_BATCH_RUNS = 2000  # new runs are written every this many (the hook splits by bytes)
+#: Errors that would end every other DAG of the batch the same way: the batch stops at the first.
+BATCH_STOPPING_ERRORS = (StarshipAuthError, StarshipNotInstalledError, StarshipTLSError, StarshipTransportError)
+#: The label of a history task in the UI: the DAG ids of its batch.
+MAP_INDEX_TEMPLATE = "{{ task.source_dags | map(attribute='dag_id') | join(', ') | truncate(200, true) }}"
+#: Default number of history tasks: the DAGs are spread over this many, which copy side by side.
+HISTORY_TASKS = 4
 
 
 class RowKind(NamedTuple):
@@ -122,20 +134,25 @@ def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> 
 
 
 class DiscoverDagsOperator(StarshipOperator):
-    """Lists the source DAGs to migrate, with what the per-DAG tasks need to know about each.
+    """Lists the source DAGs to migrate, with what the history tasks need to know about each, in
+    batches: the DAGs are dealt out over ``tasks`` history tasks (fewer when there are fewer DAGs).
 
-    Returns a list of ``{"dag_id", "marker", "problem"}``, the input of the mapped task group.
+    Returns a list of batches, each a list of ``{"dag_id", "marker", "problem"}``: the input of
+    the mapped task group. Each task of the group costs the target's scheduler a task start (about
+    a CPU-second), so a few tasks with many DAGs each copy faster than one task per DAG.
     """
 
-    template_fields = (*StarshipOperator.template_fields, "dag_ids", "enabled", "full_comparison")
+    template_fields = (*StarshipOperator.template_fields, "dag_ids", "enabled", "full_comparison", "tasks")
 
-    def __init__(self, *, dag_ids: Any = None, enabled: Any = True, full_comparison: Any = False, **kwargs):
+    def __init__(self, *, dag_ids: Any = None, enabled: Any = True, full_comparison: Any = False,
+                 tasks: Any = HISTORY_TASKS, **kwargs):
         super().__init__(**kwargs)
         self.dag_ids = dag_ids
         self.enabled = enabled
         self.full_comparison = full_comparison
+        self.tasks = tasks
 
-    def execute(self, context: Any) -> list[dict[str, Any]]:
+    def execute(self, context: Any) -> list[list[dict[str, Any]]]:
         if not as_bool(self.enabled):
             self.log.info("DAG history not selected for this run")
             return []
@@ -159,34 +176,79 @@ class DiscoverDagsOperator(StarshipOperator):
                     "then run again (Airflow 3 needs a DAG version for every run and task instance)"
                 )
             specs.append({"dag_id": dag_id, "marker": markers.get(dag_id), "problem": problem})
+        try:
+            tasks = int(self.tasks)
+        except (TypeError, ValueError):
+            raise ValueError(f"history_tasks must be a whole number of at least 1; got {self.tasks!r}") from None
+        if tasks < 1:
+            raise ValueError(f"history_tasks must be a whole number of at least 1; got {tasks}")
+        batches = [specs[start::tasks] for start in range(min(tasks, len(specs)))]
         self.log.info(
-            "%d DAG(s) to migrate: %s%s", len(specs), ", ".join(dag_ids[:50]), " …" if len(dag_ids) > 50 else ""
+            "%d DAG(s) to migrate in %d task(s): %s%s", len(specs), len(batches), ", ".join(dag_ids[:50]),
+            " …" if len(dag_ids) > 50 else "",
         )
-        return specs
+        return batches
 
 
 class HistoryOperator(MigrationOperator):
-    """One DAG's history: ``source_dag`` is one entry of DiscoverDagsOperator's list."""
+    """The history of a batch of DAGs, one after another: ``source_dags`` is one batch of
+    DiscoverDagsOperator's list. Each DAG gets a summary of its own; the task pushes the list of
+    them (XCom ``summary``) and fails at the end when any DAG had a failure, after doing the rest."""
 
-    template_fields = (*MigrationOperator.template_fields, "source_dag", "runs_limit", "since")
+    template_fields = (*MigrationOperator.template_fields, "source_dags", "runs_limit", "since")
 
-    def __init__(self, *, source_dag: Any, runs_limit: Any = 0, since: Any = None, earlier: Iterable[str] = (),
+    def __init__(self, *, source_dags: Any, runs_limit: Any = 0, since: Any = None, earlier: Iterable[str] = (),
                  later: Iterable[str] = (), **kwargs: Any) -> None:
-        kwargs.setdefault("map_index_template", "{{ task.source_dag['dag_id'] }}")
+        kwargs.setdefault("map_index_template", MAP_INDEX_TEMPLATE)
         super().__init__(**kwargs)
-        self.source_dag = source_dag
+        self.source_dags = source_dags
         self.runs_limit = runs_limit
         self.since = since
         self.earlier = list(earlier)
         self.later = list(later)
+        self.source_dag: dict[str, Any] = {}  # the DAG being copied
         self.plan: Any = None
+
+    def execute(self, context: Any) -> Any:
+        self.begin()
+        summaries: list[dict[str, Any]] = []
+        batch = list(self.source_dags or [])
+        try:
+            for position, spec in enumerate(batch):
+                if not self.start_dag(spec):
+                    continue
+                summary, error = self.summarized(context)
+                summaries.append(summary)
+                self.dag_done(summary, error)
+                if error is None:
+                    continue
+                self.log.error("%s: %s failed", spec["dag_id"], self.resource, exc_info=error)
+                if isinstance(error, BATCH_STOPPING_ERRORS) and position + 1 < len(batch):
+                    # the same error awaits every other DAG: they are left for the next run
+                    rest = [d["dag_id"] for d in batch[position + 1:]]
+                    self.log.error("Stopping: %s not done (%s)", ", ".join(rest), type(error).__name__)
+                    break
+        finally:  # also when the task is killed or times out: the report shows what was done
+            self.finish_batch(context, summaries)
+        self.raise_if_failed(summaries)
+
+    def start_dag(self, spec: dict[str, Any]) -> bool:
+        """Make ``spec`` the DAG being copied; False: this task has nothing to do for it."""
+        self.source_dag = spec
+        return True
+
+    def dag_done(self, summary: dict[str, Any], error: Exception | None) -> None:
+        """After one DAG of the batch."""
+
+    def finish_batch(self, context: Any, summaries: list[dict[str, Any]]) -> None:
+        context["ti"].xcom_push(key="summary", value=summaries)
 
     @property
     def dag_to_migrate(self) -> str:
         return self.source_dag["dag_id"]
 
     def summary_dag_id(self) -> str | None:
-        return self.source_dag["dag_id"] if isinstance(self.source_dag, dict) else None
+        return self.source_dag.get("dag_id") if isinstance(self.source_dag, dict) else None
 
     def selection(self) -> dict[str, Any]:
         limit = int(self.runs_limit or 0)
@@ -213,8 +275,9 @@ class HistoryOperator(MigrationOperator):
         for task_id in self.earlier:
             if plan_skipped(plan, task_id):  # dag_runs found nothing for it to do
                 continue
-            found = ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)
-            if not isinstance(found, dict) or failed_total(found):
+            found = by_dag(ti.xcom_pull(task_ids=task_id, key="summary", map_indexes=ti.map_index)).get(
+                self.dag_to_migrate)
+            if found is None or failed_total(found):
                 self.log.info("Not storing the sync marker: %s did not finish cleanly", task_id)
                 return
         sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
@@ -264,6 +327,25 @@ class HistoryOperator(MigrationOperator):
             summary.add("failed", name, reason)
 
 
+def by_dag(pushed: Any) -> dict[str, dict[str, Any]]:
+    """Per DAG id, what the history tasks pushed: their summaries (a list per batch) or ``dag_runs``'
+    batch plans (``{"plans": {dag_id: plan}}``), from one map index or a list of them."""
+    found: dict[str, dict[str, Any]] = {}
+    for value in pushed if isinstance(pushed, list) else [pushed]:
+        if isinstance(value, list):
+            found.update(by_dag(value))
+        elif isinstance(value, dict) and isinstance(value.get("plans"), dict):
+            found.update({d: p for d, p in value["plans"].items() if isinstance(p, dict)})
+        elif isinstance(value, dict) and value.get("dag_id") is not None:
+            found[value["dag_id"]] = value
+    return found
+
+
+def batch_specs(batches: Any) -> list[tuple[int, dict[str, Any]]]:
+    """``(map index, DAG spec)`` for every DAG of DiscoverDagsOperator's list of batches."""
+    return [(index, spec) for index, batch in enumerate(batches or []) for spec in batch or []]
+
+
 def plan_skipped(plan: Any, task_id: str) -> bool:
     """True when the DAG's ``dag_runs`` task, by its ``plan``, skipped ``task_id`` as having nothing
     to do: such a task leaves no summary, and that is complete."""
@@ -299,19 +381,41 @@ class DagRunsMigrationOperator(HistoryOperator):
         return {**super().selection(), "artifacts": sorted(as_name_list(self.artifacts))}
 
     def execute(self, context: Any) -> None:
-        self.plan = {"dag_id": self.dag_to_migrate, "idle": True, "run_ids": []}
-        try:
-            super().execute(context)
-        except BaseException:
-            # Also when some items failed: the later tasks copy the XComs and logs of the rest.
-            self.plan.pop("skipped_tasks", None)
-            context["ti"].xcom_push(key="return_value", value=self.plan)
-            raise
-        skipped = self.plan.setdefault("skipped_tasks", self.idle_children())
-        context["ti"].xcom_push(key="return_value", value=self.plan)
+        self.done_plans: dict[str, dict[str, Any]] = {}
+        super().execute(context)  # fails when a DAG had a failure: then every later task runs
+        skipped = self.batch_plan()["skipped_tasks"]
         if skipped:
             self.log.info("Nothing to do for %s; skipped", ", ".join(skipped))
         skip_own_downstream(context, skipped)  # on Airflow 3 this ends the task (successfully)
+
+    def start_dag(self, spec: dict[str, Any]) -> bool:
+        self.source_dag = spec
+        self.plan = {"dag_id": spec["dag_id"], "idle": True, "run_ids": []}
+        return True
+
+    def dag_done(self, summary: dict[str, Any], error: Exception | None) -> None:
+        if error is not None or failed_total(summary):
+            # the later tasks copy the XComs and logs of the runs that went in, and count
+            self.plan.pop("skipped_tasks", None)
+        else:
+            self.plan.setdefault("skipped_tasks", self.idle_children())
+        self.done_plans[self.dag_to_migrate] = self.plan
+
+    def batch_plan(self) -> dict[str, Any]:
+        """Every DAG's plan, and the later tasks that have nothing to do for any DAG of the batch."""
+        plans = dict(self.done_plans)
+        current = self.source_dag.get("dag_id")
+        if current is not None and current not in plans and self.plan:  # stopped inside a DAG (killed, timed out)
+            plans[current] = {k: v for k, v in self.plan.items() if k != "skipped_tasks"}
+        common = None
+        for plan in plans.values():
+            mine = set(plan.get("skipped_tasks") or [])
+            common = mine if common is None else common & mine
+        return {"plans": plans, "skipped_tasks": sorted(common or [])}
+
+    def finish_batch(self, context: Any, summaries: list[dict[str, Any]]) -> None:
+        super().finish_batch(context, summaries)
+        context["ti"].xcom_push(key="return_value", value=self.batch_plan())
 
     def idle_children(self) -> list[str]:
         """The later tasks of this DAG that have nothing to do, by the plan just made."""
@@ -513,22 +617,34 @@ class DagRunsMigrationOperator(HistoryOperator):
 
 
 class PlannedOperator(HistoryOperator):
-    """A per-DAG task after ``dag_runs``, working from its plan (``plan``: that task's return value).
+    """A history task after ``dag_runs``, working from its plans (``plans``: that task's return value,
+    every DAG's plan by DAG id). A DAG whose plan skips this task is left out (it has no summary).
 
-    Runs even when an upstream task of the DAG failed: a refused run must not keep the other
+    Runs even when an upstream task of the batch failed: a refused run must not keep the other
     runs' XComs or logs out, and counts are most useful after a failure.
     """
 
-    template_fields = (*HistoryOperator.template_fields, "plan")
+    template_fields = (*HistoryOperator.template_fields, "plans")
 
-    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+    def __init__(self, *, plans: Any, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
-        self.plan = plan
+        self.plans = plans
+
+    def start_dag(self, spec: dict[str, Any]) -> bool:
+        self.source_dag = spec
+        self.plan = by_dag(self.plans).get(spec["dag_id"])  # None: dag_runs did not get to this DAG
+        if plan_skipped(self.plan, self.task_id):
+            self.log.info("%s: nothing to do", spec["dag_id"])
+            return False
+        return True
 
 
 __all__ = [
     "HISTORY_ROWS",
+    "HISTORY_TASKS",
+    "batch_specs",
+    "by_dag",
     "RUN_ROWS",
     "TI_ROWS",
     "DagRunsMigrationOperator",

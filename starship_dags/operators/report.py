@@ -10,7 +10,7 @@ from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
 from starship_dags.operators.guard import stood_aside
-from starship_dags.operators.history import plan_skipped
+from starship_dags.operators.history import batch_specs, by_dag, plan_skipped
 from starship_dags.report import Summary, expand, format_table
 
 
@@ -19,7 +19,7 @@ class MigrationReportOperator(BaseOperator):
 
     :param expected: task id -> whether that task was meant to run (templated; a task that was
         meant to run and left no summary crashed before it could report).
-    :param mapped: mapped task id -> the task whose list it is mapped over.
+    :param mapped: mapped task id -> the task whose list of batches of DAGs it is mapped over.
     :param planned_by: mapped task id -> the task of the same DAG that may skip it as having
         nothing to do (see :func:`~starship_dags.operators.history.plan_skipped`).
     """
@@ -39,11 +39,8 @@ class MigrationReportOperator(BaseOperator):
 
     @staticmethod
     def _by_dag(ti: Any, task_id: str, key: str, count: int) -> dict[str, dict[str, Any]]:
-        """The values (dicts naming their ``dag_id``) that a mapped task pushed under ``key``, by DAG id."""
-        values = ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count))) if count else []
-        if isinstance(values, dict):
-            values = [values]
-        return {v["dag_id"]: v for v in values or [] if isinstance(v, dict) and v.get("dag_id") is not None}
+        """What a mapped history task pushed under ``key`` (summaries, or plans), by DAG id."""
+        return by_dag(ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count))) if count else [])
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
@@ -69,12 +66,12 @@ class MigrationReportOperator(BaseOperator):
                 planner = self.planned_by.get(task_id)
                 if planner and planner not in plans:
                     plans[planner] = self._by_dag(ti, planner, "return_value", len(over))
-                for position, item in enumerate(over):
-                    dag_id = item.get("dag_id") if isinstance(item, dict) else None
+                for index, spec in batch_specs(over):
+                    dag_id = spec.get("dag_id") if isinstance(spec, dict) else None
                     if dag_id in found:
                         summaries += [Summary.from_dict(s) for s in expand(found[dag_id])]
                     elif not (planner and plan_skipped(plans[planner].get(dag_id), task_id)):
-                        missing.append(f"{task_id}[{position if dag_id is None else dag_id}]")
+                        missing.append(f"{task_id}[{index if dag_id is None else dag_id}]")
             else:
                 value = ti.xcom_pull(task_ids=task_id, key="summary")
                 if isinstance(value, dict):

@@ -63,7 +63,8 @@ def test_a_source_without_any_log_route_gives_one_clear_line(mocker):
     from starship_dags.operators.artifacts import TaskLogsMigrationOperator
     from starship_dags.report import Summary
 
-    operator = TaskLogsMigrationOperator(task_id="task_logs", source_dag={"dag_id": "d"}, plan={})
+    operator = TaskLogsMigrationOperator(task_id="task_logs", source_dags=[{"dag_id": "d"}], plans={"plans": {}})
+    operator.source_dag = {"dag_id": "d"}
     source, target = mocker.MagicMock(), mocker.MagicMock()
     source.airflow_major, target.airflow_major = 2, 2
     source.open_task_log.side_effect = StarshipConflictError(

@@ -181,9 +181,10 @@ def test_unpause_waits_until_the_next_run_is_after_the_last_migrated_run(monkeyp
     op.settings_checks = {"validate_settings": True}
     op.migrate(summary, _context({
         ("p", "return_value"): {"dags": {"a": False, "b": True, "c": False, "d": False}},
-        ("d", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}, {"dag_id": "c"}],
-        ("history.dag_runs", "summary", 0): clean, ("history.dag_runs", "summary", 1): clean,
-        ("history.dag_runs", "summary", 2): {"failed": 1},  # c's copy failed: it stays paused
+        # two history tasks: a and c in the first, b in the second
+        ("d", "return_value"): [[{"dag_id": "a"}, {"dag_id": "c"}], [{"dag_id": "b"}]],
+        ("history.dag_runs", "summary", 0): [{**clean, "dag_id": "a"}, {"failed": 1, "dag_id": "c"}],  # c's failed
+        ("history.dag_runs", "summary", 1): [{**clean, "dag_id": "b"}],
         ("validate_settings", "summary"): clean,
     }))
     assert target.dags == {"a": False, "b": True}  # b was paused on the source: mirrored
@@ -205,7 +206,7 @@ def test_unpause_gives_up_and_leaves_the_dag_paused(monkeypatch):
     monkeypatch.setattr(cutover.time, "sleep", lambda _s: None)
     summary = Summary(resource="cutover")
     op.migrate(summary, _context({("p", "return_value"): {"dags": {"a": False}},
-                                  ("d", "return_value"): [{"dag_id": "a"}]}))
+                                  ("d", "return_value"): [[{"dag_id": "a"}]]}))
     assert target.dags == {"a": True}
     assert summary.failed == 1 and "left paused" in summary.failures[0]["reason"]
 
@@ -333,8 +334,8 @@ def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeyp
 def test_validation_leaves_out_runs_that_finished_after_the_copy():
     from starship_dags.operators.validation import HistoryValidationOperator
 
-    op = HistoryValidationOperator(task_id="validate", source_dag={"dag_id": "d"},
-                                   plan={"source_cutoff": "2026-01-01T10:00:00+00:00"})
+    op = HistoryValidationOperator(task_id="validate", source_dags=[{"dag_id": "d"}], plans=None)
+    op.plan = {"source_cutoff": "2026-01-01T10:00:00+00:00"}
     runs = [{"run_id": "late", "end_date": "2026-01-01T10:00:01+00:00"},
             {"run_id": "seen", "end_date": "2026-01-01T10:00:00+00:00"},
             {"run_id": "no_end", "end_date": None}]
@@ -351,8 +352,8 @@ def test_a_failure_in_a_summary_part_keeps_the_dag_from_being_unpaused():
                                 dag_checks={"history.dag_runs": True})
     broken_history = {"failed": 0, "parts": [{"resource": "task_instance_history", "failed": 1}]}
     problems = op.incomplete(_context({
-        ("d", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
-        ("history.dag_runs", "summary", 0): {"failed": 0, "parts": [{"failed": 0}]},
-        ("history.dag_runs", "summary", 1): broken_history,
+        ("d", "return_value"): [[{"dag_id": "a"}, {"dag_id": "b"}]],
+        ("history.dag_runs", "summary", 0): [{"dag_id": "a", "failed": 0, "parts": [{"failed": 0}]},
+                                             {"dag_id": "b", **broken_history}],
     }))
     assert problems == {"a": "", "b": "history.dag_runs did not finish cleanly"}

@@ -202,7 +202,7 @@ def _dag_runs_task(plan, fail=False):
     from starship_dags.operators.history import DagRunsMigrationOperator
 
     op = DagRunsMigrationOperator(
-        task_id="dag_runs", source_dag={"dag_id": "d"}, artifacts=["xcoms"],
+        task_id="dag_runs", source_dags=[{"dag_id": "d"}], artifacts=["xcoms"],
         children={"h.xcoms": True, "h.task_logs": False, "h.validate": "false"},
         artifact_children=["h.xcoms", "h.task_logs"],
     )
@@ -236,14 +236,16 @@ def test_dag_runs_skips_the_later_tasks_with_nothing_to_do(plan, skipped):
     else:
         op.execute({"ti": ti})
         assert ti.pushed["skipmixin_key"] == {"skipped": skipped}
-    assert ti.pushed["return_value"]["skipped_tasks"] == skipped  # the report and cutover read it
+    assert ti.pushed["return_value"]["skipped_tasks"] == skipped
+    assert ti.pushed["return_value"]["plans"]["d"]["skipped_tasks"] == skipped  # the report and cutover read it
 
 
 def test_dag_runs_skips_nothing_after_a_failure():
     ti = _Ti()
     with pytest.raises(Exception, match="1 item"):
         _dag_runs_task({"idle": True}, fail=True).execute({"ti": ti})
-    assert "skipped_tasks" not in ti.pushed["return_value"] and "skipmixin_key" not in ti.pushed
+    assert ti.pushed["return_value"]["skipped_tasks"] == [] and "skipmixin_key" not in ti.pushed
+    assert "skipped_tasks" not in ti.pushed["return_value"]["plans"]["d"]
 
 
 class _TiPages:
@@ -294,7 +296,8 @@ def _children_run(plan, hooks):
     """dag_runs' second half: the task instances and retry history of the runs ``plan`` names."""
     from starship_dags.operators.history import DagRunsMigrationOperator
 
-    op = DagRunsMigrationOperator(task_id="dag_runs", source_dag={"dag_id": "d"})
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[{"dag_id": "d"}])
+    op.source_dag = {"dag_id": "d"}
     op.plan = {"refused_run_ids": [], **plan}
     op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
     written = []
@@ -343,7 +346,10 @@ class _Pulls:
         return self.summaries.get(task_ids)
 
 
-CLEAN, BROKEN = {"failed": 0}, {"failed": 0, "parts": [{"resource": "task_instance_history", "failed": 1}]}
+# what a history task pushes: its batch's summaries (here DAG "other" before DAG "d")
+CLEAN = [{"dag_id": "other", "failed": 1}, {"dag_id": "d", "failed": 0}]
+BROKEN = [{"dag_id": "other", "failed": 0},
+          {"dag_id": "d", "failed": 0, "parts": [{"resource": "task_instance_history", "failed": 1}]}]
 
 
 @pytest.mark.parametrize("task, skipped, summaries, own_failure, stored", [
@@ -368,10 +374,11 @@ def test_the_last_copy_task_that_runs_stores_the_marker_when_all_went_well(monke
     order = {"earlier": chain[:position], "later": chain[position + 1:]}
     plan = {"marker": {"m": 1}, "skipped_tasks": skipped}
     if task == "h.dag_runs":
-        op = DagRunsMigrationOperator(task_id=task, source_dag={"dag_id": "d"}, **order)
-        op.plan = plan
+        op = DagRunsMigrationOperator(task_id=task, source_dags=[{"dag_id": "d"}], **order)
     else:
-        op = TaskLogsMigrationOperator(task_id=task, source_dag={"dag_id": "d"}, plan=plan, **order)
+        op = TaskLogsMigrationOperator(task_id=task, source_dags=[{"dag_id": "d"}], plans={"plans": {"d": plan}},
+                                       **order)
+    op.source_dag, op.plan = {"dag_id": "d"}, plan
     op.__dict__["target_hook"] = None
     summary = Summary(resource="x")
     if own_failure:

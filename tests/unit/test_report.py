@@ -40,19 +40,21 @@ def test_all_summaries_gathered():
     op, ti = report(
         {"pools": True, "h.runs": True},
         {("pools", "summary"): summary("pools", created=2),
-         ("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
-         ("h.runs", "summary"): [summary("dag_runs", "a", created=3), summary("dag_runs", "b", unchanged=4)]},
+         # two history tasks: a and c, then b
+         ("discover", "return_value"): [[{"dag_id": "a"}, {"dag_id": "c"}], [{"dag_id": "b"}]],
+         ("h.runs", "summary"): [[summary("dag_runs", "a", created=3), summary("dag_runs", "c")],
+                                 [summary("dag_runs", "b", unchanged=4)]]},
     )
     result = op.execute({"ti": ti})
     assert result["failed"] == 0 and result["missing"] == []
-    assert [s["dag_id"] for s in result["summaries"]] == [None, "a", "b"]
+    assert [s["dag_id"] for s in result["summaries"]] == [None, "a", "c", "b"]
 
 
 def test_a_mapped_task_without_summary_fails_the_report():
     op, ti = report(
         {"h.runs": True},
-        {("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
-         ("h.runs", "summary"): [summary("dag_runs", "a")]},
+        {("discover", "return_value"): [[{"dag_id": "a"}, {"dag_id": "b"}], [{"dag_id": "c"}]],
+         ("h.runs", "summary"): [[summary("dag_runs", "a")], [summary("dag_runs", "c")]]},  # b's batch stopped
     )
     with pytest.raises(AirflowException, match=r"no summary from h.runs\[b\]"):
         op.execute({"ti": ti})
@@ -78,15 +80,18 @@ def test_a_task_its_dag_runs_task_skipped_as_idle_is_not_missing():
     Summaries are matched by DAG id: Airflow 2 returns only the map indexes that have one."""
     op = MigrationReportOperator(task_id="report", expected={"h.runs": True, "h.tis": True},
                                  mapped={"h.runs": "discover", "h.tis": "discover"}, planned_by={"h.tis": "h.runs"})
-    xcoms = {("discover", "return_value"): [{"dag_id": "a"}, {"dag_id": "b"}],
-             ("h.runs", "summary"): [summary("dag_runs", "a"), summary("dag_runs", "b")],
-             ("h.runs", "return_value"): [{"dag_id": "a", "idle": True, "skipped_tasks": ["h.tis"]},
-                                          {"dag_id": "b", "idle": False, "skipped_tasks": []}],
-             ("h.tis", "summary"): [None, summary("task_instances", "b", created=5)]}
+    xcoms = {("discover", "return_value"): [[{"dag_id": "a"}], [{"dag_id": "b"}, {"dag_id": "c"}]],
+             ("h.runs", "summary"): [[summary("dag_runs", "a")], [summary("dag_runs", "b"), summary("dag_runs", "c")]],
+             ("h.runs", "return_value"): [
+                 {"plans": {"a": {"dag_id": "a", "idle": True, "skipped_tasks": ["h.tis"]}}, "skipped_tasks": ["h.tis"]},
+                 {"plans": {"b": {"dag_id": "b", "idle": False, "skipped_tasks": []},
+                            "c": {"dag_id": "c", "idle": True, "skipped_tasks": ["h.tis"]}}, "skipped_tasks": []}],
+             # the first batch's task was skipped (no summary); the second ran for b only
+             ("h.tis", "summary"): [None, [summary("task_instances", "b", created=5)]]}
     result = op.execute({"ti": FakeTI(xcoms)})
-    assert result["missing"] == [] and [s["dag_id"] for s in result["summaries"]] == ["a", "b", "b"]
+    assert result["missing"] == [] and [s["dag_id"] for s in result["summaries"]] == ["a", "b", "c", "b"]
     # the same gap where dag_runs did not skip it: the task crashed, and the report says so
-    xcoms[("h.tis", "summary")] = [summary("task_instances", "a"), None]
+    xcoms[("h.tis", "summary")] = [[summary("task_instances", "a")], None]
     with pytest.raises(AirflowException, match=r"no summary from h.tis\[b\]"):
         op.execute({"ti": FakeTI(xcoms)})
 
@@ -95,7 +100,7 @@ def test_the_parts_of_a_summary_are_reported_as_resources_of_their_own():
     tries = Summary(resource="task_instance_history", dag_id="a")
     tries.add("failed", "try 't/2'", "HTTP 409")
     tis = Summary(resource="task_instances", dag_id="a", created=5, parts=[tries.as_dict()]).as_dict()
-    op, ti = report({"h.runs": True}, {("discover", "return_value"): [{"dag_id": "a"}], ("h.runs", "summary"): [tis]})
+    op, ti = report({"h.runs": True}, {("discover", "return_value"): [[{"dag_id": "a"}]], ("h.runs", "summary"): [[tis]]})
     with pytest.raises(AirflowException, match="1 item"):  # the part's failure fails the report
         op.execute({"ti": ti})
     rows = ti.pushed["report"]["summaries"]

@@ -1,0 +1,147 @@
+"""History tasks copy batches of DAGs: how DAGs are dealt out, and how one DAG's trouble affects the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from starship_dags.compat import AIRFLOW_MAJOR
+from starship_dags.exceptions import StarshipAuthError
+from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator
+from starship_dags.operators.validation import HistoryValidationOperator
+
+
+class _Ti:
+    map_index = 2
+
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+class _Dags:
+    """The source's and the target's DAG lists, and no sync markers."""
+
+    airflow_major = 2
+
+    def __init__(self, dag_ids):
+        self.dag_ids = dag_ids
+
+    def get_dags(self):
+        return [{"dag_id": d} for d in self.dag_ids]
+
+    def get_variables(self):
+        return []
+
+
+def _discover(dag_ids, tasks):
+    op = DiscoverDagsOperator(task_id="discover_dags", tasks=tasks)
+    op.__dict__["source_hook"] = _Dags(dag_ids)
+    op.__dict__["target_hook"] = _Dags([])
+
+    class _Dag:
+        dag_id = "starship_migration"
+
+    return op.execute({"dag": _Dag()})
+
+
+def test_dags_are_dealt_out_over_the_history_tasks():
+    batches = _discover([f"d{n}" for n in range(7)] + ["starship_sync"], 3)
+    assert [[spec["dag_id"] for spec in batch] for batch in batches] == [["d0", "d3", "d6"], ["d1", "d4"], ["d2", "d5"]]
+    # fewer DAGs than tasks: one task per DAG, no empty task
+    assert [[spec["dag_id"] for spec in batch] for batch in _discover(["a", "b"], "4")] == [["a"], ["b"]]
+    assert _discover([], 4) == []
+
+
+@pytest.mark.parametrize("tasks", [0, "many", None])
+def test_a_bad_number_of_history_tasks_is_named(tasks):
+    with pytest.raises(ValueError, match="history_tasks must be a whole number of at least 1"):
+        _discover(["a"], tasks)
+
+
+def _batch_task(outcomes):
+    """dag_runs over DAGs a, b, c with its comparison replaced: per DAG, ``outcomes`` says what happens
+    ("idle", "work": runs to copy XComs for, "fail": a refused run, or an exception to raise)."""
+    op = DagRunsMigrationOperator(
+        task_id="dag_runs", source_dags=[{"dag_id": d} for d in outcomes], artifacts=["xcoms"],
+        children={"h.xcoms": True, "h.validate": True}, artifact_children=["h.xcoms"],
+    )
+    done = []
+
+    def migrate(summary, context):
+        dag_id = op.dag_to_migrate
+        done.append(dag_id)
+        outcome = outcomes[dag_id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome == "fail":
+            summary.add("failed", "run 'r'", "refused")
+        if outcome in ("work", "fail"):
+            op.plan = {"dag_id": dag_id, "idle": False, "artifact_run_ids": ["r"]}
+        summary.created = 1
+
+    op.migrate = migrate
+    return op, done
+
+
+def test_a_batch_skips_only_what_no_dag_of_it_needs():
+    op, done = _batch_task({"a": "idle", "b": "work"})
+    ti = _Ti()
+    op.execute({"ti": ti})  # nothing skipped (on Airflow 3 a skip would raise DownstreamTasksSkipped)
+    assert "skipmixin_key" not in ti.pushed and ti.pushed["return_value"]["skipped_tasks"] == []
+    plans = ti.pushed["return_value"]["plans"]
+    assert plans["a"]["skipped_tasks"] == ["h.validate", "h.xcoms"] and plans["b"]["skipped_tasks"] == []
+    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"] == done
+
+
+def test_a_batch_of_idle_dags_skips_the_later_tasks():
+    op, _ = _batch_task({"a": "idle", "b": "idle"})
+    ti = _Ti()
+    if AIRFLOW_MAJOR >= 3:
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        with pytest.raises(DownstreamTasksSkipped) as raised:
+            op.execute({"ti": ti})
+        assert raised.value.tasks == [("h.validate", 2), ("h.xcoms", 2)]  # this batch's map index only
+    else:
+        op.execute({"ti": ti})
+        assert ti.pushed["skipmixin_key"] == {"skipped": ["h.validate", "h.xcoms"]}
+
+
+def test_one_dags_failure_does_not_keep_the_others_out():
+    op, done = _batch_task({"a": "fail", "b": RuntimeError("boom"), "c": "work"})
+    ti = _Ti()
+    with pytest.raises(Exception, match="2 item"):  # a's refused run and b's crash
+        op.execute({"ti": ti})
+    assert done == ["a", "b", "c"]
+    summaries = {s["dag_id"]: s for s in ti.pushed["summary"]}
+    assert summaries["b"]["failures"] == [{"item": "dag_runs task", "reason": "boom"}]
+    assert summaries["c"]["created"] == 1 and summaries["c"]["failed"] == 0
+    plans = ti.pushed["return_value"]["plans"]
+    # after a failure every later task runs for that DAG; c's plan stands
+    assert "skipped_tasks" not in plans["a"] and "skipped_tasks" not in plans["b"]
+    assert plans["c"]["skipped_tasks"] == [] and ti.pushed["return_value"]["skipped_tasks"] == []
+
+
+def test_an_error_every_dag_would_meet_stops_the_batch():
+    op, done = _batch_task({"a": "work", "b": StarshipAuthError("s", "GET", "/api/starship/dag_runs", 401), "c": "work"})
+    ti = _Ti()
+    with pytest.raises(Exception, match="1 item"):
+        op.execute({"ti": ti})
+    assert done == ["a", "b"]  # c is left for the next run: the report names it as missing
+    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"]
+
+
+def test_a_later_task_leaves_out_the_dags_whose_plan_skips_it():
+    plans = {"plans": {"a": {"dag_id": "a", "idle": True, "skipped_tasks": ["h.validate"]},
+                       "b": {"dag_id": "b", "idle": True, "skipped_tasks": []}}}
+    op = HistoryValidationOperator(task_id="h.validate", source_dags=[{"dag_id": "a"}, {"dag_id": "b"},
+                                                                      {"dag_id": "c"}], plans=plans)
+    seen = []
+    op.migrate = lambda summary, context: seen.append((op.dag_to_migrate, op.plan))
+    ti = _Ti()
+    op.execute({"ti": ti})
+    # c: dag_runs never got to it (no plan), so it is counted all the same
+    assert seen == [("b", plans["plans"]["b"]), ("c", None)]
+    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["b", "c"]
