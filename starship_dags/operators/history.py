@@ -217,8 +217,12 @@ class HistoryOperator(MigrationOperator):
             for position, spec in enumerate(batch):
                 if not self.start_dag(spec):
                     continue
-                summary, error = self.summarized(context)
-                summaries.append(summary)
+                self.last_summary = None
+                try:
+                    summary, error = self.summarized(context)
+                finally:  # a DAG stopped by a kill or a timeout still shows what it did
+                    if self.last_summary is not None:
+                        summaries.append(self.last_summary)
                 self.dag_done(summary, error)
                 if error is None:
                     continue

@@ -608,8 +608,11 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
             report = value
         elif key == "summary":  # one entry per resource: a task's parts get their own labels
             label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-            for number, summary in enumerate(expand(value)):
-                summaries[label if number == 0 else f"{label}/{summary['resource']}"] = summary
+            # a history task pushes one summary per DAG of its batch: "task[index]/dag_id"
+            for pushed in value if isinstance(value, list) else [value]:
+                own = f"{label}/{pushed['dag_id']}" if isinstance(value, list) else label
+                for number, summary in enumerate(expand(pushed)):
+                    summaries[own if number == 0 else f"{own}/{summary['resource']}"] = summary
     return DagTestResult(returncode, output, state, tasks, summaries, report)
 
 

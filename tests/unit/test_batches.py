@@ -145,3 +145,18 @@ def test_a_later_task_leaves_out_the_dags_whose_plan_skips_it():
     # c: dag_runs never got to it (no plan), so it is counted all the same
     assert seen == [("b", plans["plans"]["b"]), ("c", None)]
     assert [s["dag_id"] for s in ti.pushed["summary"]] == ["b", "c"]
+
+
+class _Killed(BaseException):
+    """Like Airflow's timeout and SIGTERM exceptions: not an Exception."""
+
+
+def test_a_killed_batch_still_pushes_what_it_did():
+    op, done = _batch_task({"a": "work", "b": _Killed(), "c": "work"})
+    ti = _Ti()
+    with pytest.raises(_Killed):
+        op.execute({"ti": ti})
+    assert done == ["a", "b"]
+    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"]  # b's summary, as far as it got
+    plans = ti.pushed["return_value"]["plans"]
+    assert set(plans) == {"a", "b"} and "skipped_tasks" not in plans["b"]
