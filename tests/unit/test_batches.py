@@ -73,7 +73,7 @@ def _batch_task(outcomes):
         dag_id = op.dag_to_migrate
         done.append(dag_id)
         outcome = outcomes[dag_id]
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         if outcome == "fail":
             summary.add("failed", "run 'r'", "refused")
