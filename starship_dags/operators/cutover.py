@@ -212,7 +212,7 @@ class CutoverUnpauseOperator(_CutoverOperator):
         self.discover_task_id = discover_task_id
         self.mirror_paused = mirror_paused
         self.settings_checks = settings_checks or {}  # task id -> whether it was meant to run
-        self.dag_checks = dag_checks or {}  # mapped task id (one per DAG) -> whether it was meant to run
+        self.dag_checks = dag_checks or {}  # mapped task id (one per batch of DAGs) -> whether it was meant to run
         self.planned_by = planned_by or {}  # mapped task id -> the task that may skip it (nothing to do)
 
     def incomplete(self, context: Any) -> dict[str, str]:

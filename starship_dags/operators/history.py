@@ -1,6 +1,7 @@
 """DAG history: discover the source's DAGs, then per DAG its runs, task instances and retry history.
 
-One task per DAG (:class:`DagRunsMigrationOperator`, inside a mapped task group) copies the history:
+``discover_dags`` deals the DAGs out over a few batches; per batch, one task
+(:class:`DagRunsMigrationOperator`, inside a mapped task group) copies each DAG's history in turn:
 
 1. It reads the newest page of the source's runs. If the DAG's sync marker
    (:mod:`starship_dags.sync_state`) says nothing changed, the DAG is done: one source request.
@@ -11,15 +12,15 @@ One task per DAG (:class:`DagRunsMigrationOperator`, inside a mapped task group)
    lacks, keyed by ``(dag_id, run_id, task_id, map_index)``; then the same for retry history (key
    plus ``try_number``). Both are parts of its summary: the report shows them as rows of their own.
 
-The plan goes to the DAG's later tasks (XComs, logs, validation). The last of the DAG's copy tasks
-that runs stores the DAG's marker when every one of them finished cleanly. Queued and running runs
-are skipped and counted; the next run picks them up.
+The plans go to the batch's later tasks (XComs, logs, validation). The last of a DAG's copy tasks
+that runs stores the DAG's marker when every one of them finished cleanly for it. Queued and
+running runs are skipped and counted; the next run picks them up.
 
 Each task starts a process on the target's executor, which costs about a CPU-second whatever it
-does: hence one task for runs, task instances and history. And ``dag_runs``, once it succeeds,
-marks the later tasks with nothing to do as skipped before they start: all of them for an
-unchanged DAG, the XCom and log tasks when no run needs them, and tasks whose resource is not
-selected.
+does: hence one task for runs, task instances and history, and batches of DAGs rather than a task
+per DAG. And ``dag_runs``, once it succeeds, marks the later tasks with nothing to do for any DAG
+of its batch as skipped before they start: all of them when every DAG is unchanged, the XCom and
+log tasks when no run needs them, and tasks whose resource is not selected.
 """
 
 from __future__ import annotations
@@ -333,15 +334,17 @@ class HistoryOperator(MigrationOperator):
 
 def by_dag(pushed: Any) -> dict[str, dict[str, Any]]:
     """Per DAG id, what the history tasks pushed: their summaries (a list per batch) or ``dag_runs``'
-    batch plans (``{"plans": {dag_id: plan}}``), from one map index or a list of them."""
+    batch plans (``{"plans": {dag_id: plan}}``), from one map index or a sequence of them (Airflow
+    returns a lazy sequence, not a list, for several map indexes)."""
     found: dict[str, dict[str, Any]] = {}
-    for value in pushed if isinstance(pushed, list) else [pushed]:
-        if isinstance(value, list):
+    if isinstance(pushed, dict):
+        if isinstance(pushed.get("plans"), dict):
+            found.update({d: p for d, p in pushed["plans"].items() if isinstance(p, dict)})
+        elif pushed.get("dag_id") is not None:
+            found[pushed["dag_id"]] = pushed
+    elif isinstance(pushed, Iterable) and not isinstance(pushed, (str, bytes)):
+        for value in pushed:
             found.update(by_dag(value))
-        elif isinstance(value, dict) and isinstance(value.get("plans"), dict):
-            found.update({d: p for d, p in value["plans"].items() if isinstance(p, dict)})
-        elif isinstance(value, dict) and value.get("dag_id") is not None:
-            found[value["dag_id"]] = value
     return found
 
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from airflow.exceptions import AirflowException
 
 from starship_dags.operators.report import MigrationReportOperator
 from starship_dags.report import Summary
+
+
+class LazySequence(Sequence):
+    """Stands for Airflow's LazyXComSelectSequence: a sequence, but not a list."""
+
+    def __init__(self, values):
+        self._values = list(values)
+
+    def __getitem__(self, index):
+        return self._values[index]
+
+    def __len__(self):
+        return len(self._values)
 
 
 class FakeTI:
@@ -18,8 +33,9 @@ class FakeTI:
         value = self.xcoms.get((task_ids, key))
         if isinstance(map_indexes, int) and isinstance(value, list):
             return value[map_indexes] if map_indexes < len(value) else None
-        if map_indexes is not None and isinstance(value, list):  # like Airflow 2: only the indexes with a value
-            return [value[i] for i in map_indexes if i < len(value) and value[i] is not None]
+        if map_indexes is not None and isinstance(value, list):
+            # like Airflow: a lazy sequence (not a list) of only the indexes with a value
+            return LazySequence(value[i] for i in map_indexes if i < len(value) and value[i] is not None)
         return value
 
     def xcom_push(self, key, value):
