@@ -160,3 +160,19 @@ def test_a_killed_batch_still_pushes_what_it_did():
     assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"]  # b's summary, as far as it got
     plans = ti.pushed["return_value"]["plans"]
     assert set(plans) == {"a", "b"} and "skipped_tasks" not in plans["b"]
+
+
+def test_a_history_task_is_labelled_with_its_dags():
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from starship_dags.operators.history import MAP_INDEX_TEMPLATE
+
+    def label(dag_ids):
+        task = SimpleNamespace(source_dags=[{"dag_id": d, "marker": None} for d in dag_ids])
+        return jinja2.Environment().from_string(MAP_INDEX_TEMPLATE).render(task=task)
+
+    assert label(["a", "b_c"]) == "a, b_c"
+    long = label([f"dag_number_{n}" for n in range(100)])
+    assert long.startswith("dag_number_0, dag_number_1, ") and long.endswith("...") and len(long) <= 250
