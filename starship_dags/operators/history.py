@@ -65,6 +65,8 @@ TARGET_TI_PAGE_RUNS = 500
 WRITE_BATCH_RUNS = 2000  # new runs are written every this many (the hook splits by bytes)
 #: Errors that would end every other DAG of the batch the same way: the batch stops at the first.
 BATCH_STOPPING_ERRORS = (StarshipAuthError, StarshipNotInstalledError, StarshipTLSError, StarshipTransportError)
+#: Parts of a DAG's plan that only dag_runs itself reads (the later tasks need the rest).
+OWN_PLAN_KEYS = frozenset({"run_ids", "existing_run_ids", "refused_run_ids"})
 #: The label of a history task in the UI: the DAG ids of its batch.
 MAP_INDEX_TEMPLATE = "{{ task.source_dags | map(attribute='dag_id') | join(', ') | truncate(200, true) }}"
 #: Default number of history tasks: the DAGs are spread over this many, which copy side by side.
@@ -406,14 +408,15 @@ class DagRunsMigrationOperator(HistoryOperator):
             self.plan.pop("skipped_tasks", None)
         else:
             self.plan.setdefault("skipped_tasks", self.idle_children())
-        self.done_plans[self.dag_to_migrate] = self.plan
+        # what only this task reads stays out: a batch's plans travel in one XCom
+        self.done_plans[self.dag_to_migrate] = {k: v for k, v in self.plan.items() if k not in OWN_PLAN_KEYS}
 
     def batch_plan(self) -> dict[str, Any]:
         """Every DAG's plan, and the later tasks that have nothing to do for any DAG of the batch."""
         plans = dict(self.done_plans)
         current = self.source_dag.get("dag_id")
         if current is not None and current not in plans and self.plan:  # stopped inside a DAG (killed, timed out)
-            plans[current] = {k: v for k, v in self.plan.items() if k != "skipped_tasks"}
+            plans[current] = {k: v for k, v in self.plan.items() if k != "skipped_tasks" and k not in OWN_PLAN_KEYS}
         common = None
         for plan in plans.values():
             mine = set(plan.get("skipped_tasks") or [])

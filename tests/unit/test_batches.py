@@ -176,3 +176,18 @@ def test_a_history_task_is_labelled_with_its_dags():
     assert label(["a", "b_c"]) == "a, b_c"
     long = label([f"dag_number_{n}" for n in range(100)])
     assert long.startswith("dag_number_0, dag_number_1, ") and long.endswith("...") and len(long) <= 250
+
+
+def test_the_pushed_plans_leave_out_what_only_dag_runs_reads():
+    op, _ = _batch_task({"a": "work"})
+    original = op.migrate
+
+    def migrate(summary, context):
+        original(summary, context)
+        op.plan.update(run_ids=["r"] * 3, existing_run_ids=["r"], refused_run_ids=[], source_cutoff=None)
+
+    op.migrate = migrate
+    ti = _Ti()
+    op.execute({"ti": ti})
+    pushed = ti.pushed["return_value"]["plans"]["a"]
+    assert set(pushed) == {"dag_id", "idle", "artifact_run_ids", "source_cutoff", "skipped_tasks"}
