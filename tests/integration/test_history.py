@@ -35,6 +35,12 @@ def test_full_history_then_idle_rerun(history_target):
     print(f"\nfull history into Airflow {target.env.version}: {rows} rows in {elapsed:.0f} s")
     bulk_runs = [s for s in dag_summaries(first, "bulk_a") if s["resource"] == "dag_runs"][0]
     assert bulk_runs["skipped"] == 1 and "queued" in bulk_runs["skipped_items"][0]
+    # the DAGs were dealt out over the default 4 history tasks, each labelled in the UI with its DAGs
+    labels = target.sql("SELECT map_index, rendered_map_index FROM task_instance WHERE run_id = "
+                        "(SELECT max(run_id) FROM task_instance WHERE task_id = 'history.dag_runs') "
+                        "AND task_id = 'history.dag_runs' ORDER BY map_index")
+    dealt = sorted(ALL_DAGS)
+    assert labels == [(index, ", ".join(dealt[index::4])) for index in range(4)], labels
     assert_parity(source, target)
     assert_no_duplicates_or_orphans(source, target)
     retry = [s for s in dag_summaries(first, "hist_retry") if s["resource"] == "task_instance_history"][0]
