@@ -26,6 +26,7 @@ log tasks when no run needs them, and tasks whose resource is not selected.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from starship_dags import sync_state
@@ -159,6 +160,12 @@ class DiscoverDagsOperator(StarshipOperator):
         if not as_bool(self.enabled):
             self.log.info("DAG history not selected for this run")
             return []
+        try:
+            tasks = int(self.tasks)
+        except (TypeError, ValueError):
+            raise ValueError(f"history_tasks must be a whole number of at least 1; got {self.tasks!r}") from None
+        if tasks < 1:
+            raise ValueError(f"history_tasks must be a whole number of at least 1; got {tasks}")
         source_dags = {d["dag_id"]: d for d in self.source_hook.get_dags()}
         excluded = MIGRATION_DAG_IDS | {context["dag"].dag_id}
         wanted = as_name_list(self.dag_ids)
@@ -179,12 +186,6 @@ class DiscoverDagsOperator(StarshipOperator):
                     "then run again (Airflow 3 needs a DAG version for every run and task instance)"
                 )
             specs.append({"dag_id": dag_id, "marker": markers.get(dag_id), "problem": problem})
-        try:
-            tasks = int(self.tasks)
-        except (TypeError, ValueError):
-            raise ValueError(f"history_tasks must be a whole number of at least 1; got {self.tasks!r}") from None
-        if tasks < 1:
-            raise ValueError(f"history_tasks must be a whole number of at least 1; got {tasks}")
         batches = [specs[start::tasks] for start in range(min(tasks, len(specs)))]
         self.log.info(
             "%d DAG(s) to migrate in %d task(s): %s%s", len(specs), len(batches), ", ".join(dag_ids[:50]),
@@ -350,6 +351,11 @@ def by_dag(pushed: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _for_later_tasks(plan: dict[str, Any]) -> dict[str, Any]:
+    """A DAG's plan without what only dag_runs itself reads: a batch's plans travel in one XCom."""
+    return {k: v for k, v in plan.items() if k not in OWN_PLAN_KEYS}
+
+
 def batch_specs(batches: Any) -> list[tuple[int, dict[str, Any]]]:
     """``(map index, DAG spec)`` for every DAG of DiscoverDagsOperator's list of batches."""
     return [(index, spec) for index, batch in enumerate(batches or []) for spec in batch or []]
@@ -392,7 +398,7 @@ class DagRunsMigrationOperator(HistoryOperator):
     def execute(self, context: Any) -> None:
         self.done_plans: dict[str, dict[str, Any]] = {}
         super().execute(context)  # fails when a DAG had a failure: then every later task runs
-        skipped = self.batch_plan()["skipped_tasks"]
+        skipped = self.pushed_plan["skipped_tasks"]
         if skipped:
             self.log.info("Nothing to do for %s; skipped", ", ".join(skipped))
         skip_own_downstream(context, skipped)  # on Airflow 3 this ends the task (successfully)
@@ -408,15 +414,14 @@ class DagRunsMigrationOperator(HistoryOperator):
             self.plan.pop("skipped_tasks", None)
         else:
             self.plan.setdefault("skipped_tasks", self.idle_children())
-        # what only this task reads stays out: a batch's plans travel in one XCom
-        self.done_plans[self.dag_to_migrate] = {k: v for k, v in self.plan.items() if k not in OWN_PLAN_KEYS}
+        self.done_plans[self.dag_to_migrate] = _for_later_tasks(self.plan)
 
     def batch_plan(self) -> dict[str, Any]:
         """Every DAG's plan, and the later tasks that have nothing to do for any DAG of the batch."""
         plans = dict(self.done_plans)
         current = self.source_dag.get("dag_id")
         if current is not None and current not in plans and self.plan:  # stopped inside a DAG (killed, timed out)
-            plans[current] = {k: v for k, v in self.plan.items() if k != "skipped_tasks" and k not in OWN_PLAN_KEYS}
+            plans[current] = _for_later_tasks({k: v for k, v in self.plan.items() if k != "skipped_tasks"})
         common = None
         for plan in plans.values():
             mine = set(plan.get("skipped_tasks") or [])
@@ -425,7 +430,8 @@ class DagRunsMigrationOperator(HistoryOperator):
 
     def finish_batch(self, context: Any, summaries: list[dict[str, Any]]) -> None:
         super().finish_batch(context, summaries)
-        context["ti"].xcom_push(key="return_value", value=self.batch_plan())
+        self.pushed_plan = self.batch_plan()
+        context["ti"].xcom_push(key="return_value", value=self.pushed_plan)
 
     def idle_children(self) -> list[str]:
         """The later tasks of this DAG that have nothing to do, by the plan just made."""
@@ -641,9 +647,13 @@ class PlannedOperator(HistoryOperator):
         super().__init__(**kwargs)
         self.plans = plans
 
+    @cached_property
+    def plans_by_dag(self) -> dict[str, dict[str, Any]]:
+        return by_dag(self.plans)  # read once the template is rendered, at the first DAG
+
     def start_dag(self, spec: dict[str, Any]) -> bool:
         self.source_dag = spec
-        self.plan = by_dag(self.plans).get(spec["dag_id"])  # None: dag_runs did not get to this DAG
+        self.plan = self.plans_by_dag.get(spec["dag_id"])  # None: dag_runs did not get to this DAG
         if plan_skipped(self.plan, self.task_id):
             self.log.info("%s: nothing to do", spec["dag_id"])
             return False
