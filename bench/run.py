@@ -57,6 +57,7 @@ class OurRun:
     tasks: int  # task instances that ran (not those skipped before they started)
     task_seconds: float  # sum of the task instances' durations
     work_seconds: float  # the part of that spent inside the operators' work
+    work_cpu_seconds: float  # CPU time of the task processes inside the operators' work (the client's share)
     cpu: dict[str, float] = field(default_factory=dict)
     by_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task id: count, durations, window
     summaries: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -182,6 +183,7 @@ class Bench:
             tasks=sum(count for _, count, _, _ in per_task),
             task_seconds=round(sum(float(total) for _, _, total, _ in per_task), 1),
             work_seconds=round(sum(s.get("seconds") or 0 for s in summaries.values()), 1),
+            work_cpu_seconds=round(sum(s.get("cpu_seconds") or 0 for s in summaries.values()), 1),
             cpu=cpu, by_task=by_task, summaries=summaries,
         )
         log(f"{label}: {state} in {seconds:.1f} s, {run.rows} rows ({run.rows_per_second:.0f} rows/s), "
@@ -448,7 +450,7 @@ def profile(results: dict[str, Any]) -> str:
         run = results.get(key)
         if run:
             lines.append(f"{key} ({run['seconds']:.0f} s, {run['tasks']} task instances ran, {run['task_seconds']:.0f} s "
-                         f"in tasks of which {run['work_seconds']:.0f} s migrating): {run['cpu']}")
+                         f"in tasks of which {run['work_seconds']:.0f} s migrating, using {run.get('work_cpu_seconds', 0):.1f} CPU-s): {run['cpu']}")
             lines += [f"    {task_id}: {t['count']} x, {t['seconds']:.0f} s in all, from first start to last end "
                       f"{t['window']:.0f} s" for task_id, t in run.get("by_task", {}).items()]
     return "\n".join(lines)

@@ -34,6 +34,7 @@ class Summary:
     target_requests: int = 0
     target_writes: int = 0
     seconds: float = 0.0  # wall time of the task's work
+    cpu_seconds: float = 0.0  # CPU time of the task process during the work (the client's own share)
     memory_start_mb: float | None = None  # resident memory when the work began (Linux only)
     memory_peak_mb: float | None = None  # the task process's peak resident memory during the work
     parts: list[dict[str, Any]] = field(default_factory=list)  # summaries of further resources of the task

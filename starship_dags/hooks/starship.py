@@ -204,6 +204,8 @@ class PostResult:
     #: Items of a batch refused with 409 after an attempt whose answer was lost: that attempt may
     #: have stored them. The caller looks at the target to tell (see HistoryOperator.post).
     uncertain: list[dict[str, Any]] = field(default_factory=list)
+    #: With ``hold_tail``: how many items at the end were kept back, unsent (the last, partly filled batch).
+    held: int = 0
 
 
 def _envelope(key: str, encoded: Sequence[bytes]) -> bytes:
@@ -809,17 +811,24 @@ class StarshipHook(HttpHook):
         )
 
     def post_list(
-        self, route: str, key: str, items: Sequence[dict[str, Any]], *, describe: Callable[[dict], str] | None = None
+        self, route: str, key: str, items: Sequence[dict[str, Any]], *, describe: Callable[[dict], str] | None = None,
+        hold_tail: bool = False,
     ) -> PostResult:
         """POST ``{key: items}`` in batches under ``max_batch_bytes``, isolating bad items.
 
         A 413 halves the batch. Any other refusal of a batch (409, 400, Starship's own 500)
         halves it too, until the item the server refuses stands alone; it is reported by name
         in the result and every other item still goes in. Auth and transport errors are raised.
+
+        ``hold_tail``: the last batch is not sent (``result.held`` counts its items), so that a
+        caller writing a stream of pages can send it with the next page's items, in full bodies.
         """
         result = PostResult()
         encoded = [encode_item(item) for item in items]
-        for batch in iter_byte_batches(encoded, self.max_batch_bytes):
+        batches = list(iter_byte_batches(encoded, self.max_batch_bytes))
+        if hold_tail and batches:
+            result.held = len(batches.pop())
+        for batch in batches:
             self._post_batch(route, key, batch, describe, result)
         return result
 
@@ -860,14 +869,17 @@ class StarshipHook(HttpHook):
         self._post_batch(route, key, batch[:half], describe, result)
         self._post_batch(route, key, batch[half:], describe, result)
 
-    def create_dag_runs(self, dag_runs: Sequence[dict[str, Any]]) -> PostResult:
-        return self.post_list("dag_runs", "dag_runs", dag_runs, describe=lambda r: f"run {r.get('run_id')!r}")
+    def create_dag_runs(self, dag_runs: Sequence[dict[str, Any]], *, hold_tail: bool = False) -> PostResult:
+        return self.post_list("dag_runs", "dag_runs", dag_runs, describe=lambda r: f"run {r.get('run_id')!r}",
+                              hold_tail=hold_tail)
 
-    def create_task_instances(self, task_instances: Sequence[dict[str, Any]]) -> PostResult:
-        return self.post_list("task_instances", "task_instances", task_instances, describe=_describe_ti)
+    def create_task_instances(self, task_instances: Sequence[dict[str, Any]], *, hold_tail: bool = False) -> PostResult:
+        return self.post_list("task_instances", "task_instances", task_instances, describe=_describe_ti,
+                              hold_tail=hold_tail)
 
-    def create_task_instance_history(self, rows: Sequence[dict[str, Any]]) -> PostResult:
-        return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_try)
+    def create_task_instance_history(self, rows: Sequence[dict[str, Any]], *, hold_tail: bool = False) -> PostResult:
+        return self.post_list("task_instance_history", "task_instances", rows, describe=_describe_try,
+                              hold_tail=hold_tail)
 
     def delete_dag_runs(self, dag_id: str) -> None:
         """Deletes **every** run of the DAG (Starship has no per-run delete)."""

@@ -131,7 +131,7 @@ class MigrationOperator(StarshipOperator):
         summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts = []
         before = self._request_counts()
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         summary.memory_start_mb = rss_mb() if reset_peak_rss() else None
         error: Exception | None = None
         try:
@@ -141,13 +141,15 @@ class MigrationOperator(StarshipOperator):
             error = err
         finally:
             summary.seconds = round(time.monotonic() - started, 3)
+            summary.cpu_seconds = round(time.process_time() - cpu_started, 3)
             if summary.memory_start_mb is not None:
                 summary.memory_peak_mb = rss_mb("VmHWM")
-                self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s", self.resource,
-                              summary.memory_start_mb, summary.memory_peak_mb,
-                              summary.memory_peak_mb - summary.memory_start_mb, summary.seconds)
+                self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s (%.1f s of CPU)",
+                              self.resource, summary.memory_start_mb, summary.memory_peak_mb,
+                              summary.memory_peak_mb - summary.memory_start_mb, summary.seconds, summary.cpu_seconds)
             # each summary counts its own time and requests: the task's, less those of its parts
             summary.seconds = round(summary.seconds - sum(part.seconds for part in self.parts), 3)
+            summary.cpu_seconds = round(summary.cpu_seconds - sum(part.cpu_seconds for part in self.parts), 3)
             for name, value in self._request_counts().items():
                 setattr(summary, name, value - before.get(name, 0) - sum(getattr(part, name) for part in self.parts))
             summary.parts = [part.as_dict() for part in self.parts]
@@ -184,11 +186,12 @@ class MigrationOperator(StarshipOperator):
         part = Summary(resource=resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts.append(part)
         before = self._request_counts()
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         try:
             yield part
         finally:
             part.seconds = round(time.monotonic() - started, 3)
+            part.cpu_seconds = round(time.process_time() - cpu_started, 3)
             for name, value in self._request_counts().items():
                 setattr(part, name, value - before.get(name, 0))
 

@@ -83,33 +83,41 @@ class RowKind(NamedTuple):
     #: a page of the source's rows: (hook, dag_id, offset, limit), in runs (not for runs)
     source_page: Callable[[StarshipHook, str, int, int], dict[str, Any]] | None
     target_rows: Callable[[StarshipHook, str], Iterator[dict[str, Any]]]
-    write: Callable[[StarshipHook, list[dict[str, Any]]], PostResult]
+    write: Callable[..., PostResult]  # (hook, rows, hold_tail=False)
 
 
 RUN_ROWS = RowKind(
     "dag_runs", DAG_RUN, lambda row: row["run_id"], None,
     lambda hook, dag_id: hook.iter_dag_runs(dag_id, page_size=RUN_PAGE),
-    lambda hook, rows: hook.create_dag_runs(rows),
+    lambda hook, rows, hold_tail=False: hook.create_dag_runs(rows, hold_tail=hold_tail),
 )
 TI_ROWS = RowKind(
     "task_instances", TASK_INSTANCE, ti_natural_key,
     lambda hook, dag_id, offset, limit: hook.get_task_instances(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-    lambda hook, rows: hook.create_task_instances(rows),
+    lambda hook, rows, hold_tail=False: hook.create_task_instances(rows, hold_tail=hold_tail),
 )
 HISTORY_ROWS = RowKind(
     "task_instance_history", HISTORY, history_natural_key,
     lambda hook, dag_id, offset, limit: hook.get_task_instance_history(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-    lambda hook, rows: hook.create_task_instance_history(rows),
+    lambda hook, rows, hold_tail=False: hook.create_task_instance_history(rows, hold_tail=hold_tail),
 )
 
 
 class RunPager:
-    """Where the next page of a run-paged read starts and how many runs it asks for."""
+    """Where the next page of a run-paged read starts and how many runs it asks for.
 
-    def __init__(self) -> None:
+    ``expected``: ``(rows, runs)``, when the caller knows about how many rows so many runs hold
+    (retry history, from the task instances' try numbers): the first page is sized from that.
+    """
+
+    def __init__(self, expected: tuple[int, int] | None = None) -> None:
         self.offset, self.limit = 0, FIRST_PAGE_RUNS
+        if expected is not None:
+            rows, runs = expected
+            wanted = max(runs, 1) * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
+            self.limit = max(FIRST_PAGE_RUNS, min(wanted, MAX_PAGE_RUNS))
 
     def advance(self, rows: int) -> None:
         """Move past the page just read, which held ``rows`` rows."""
@@ -307,17 +315,23 @@ class HistoryOperator(MigrationOperator):
                     yield row
             pager.advance(len(rows))
 
-    def post(self, summary: Summary, rows: list[dict[str, Any]], what: RowKind = RUN_ROWS) -> None:
-        """Translate and write rows; count what went in and name what the target refused."""
+    def post(self, summary: Summary, rows: list[dict[str, Any]], what: RowKind = RUN_ROWS, *,
+             hold_tail: bool = False) -> list[dict[str, Any]]:
+        """Translate and write rows; count what went in and name what the target refused.
+
+        ``hold_tail``: the rows of the last, partly filled request body are not written but
+        returned, for the caller to send with its next rows (full bodies: fewer requests).
+        """
         if not rows:
-            return
+            return []
         if summary.dry_run:
             summary.created += len(rows)
-            return
+            return []
         source_major, target_major = self.majors
         translated = [translate(what.kind, row, source_major, target_major) for row in rows]
         hook = self.target_hook
-        result: PostResult = what.write(hook, translated)
+        result: PostResult = what.write(hook, translated, hold_tail=hold_tail)
+        held = rows[len(rows) - result.held:] if result.held else []
         summary.created += result.sent
         if result.uncertain:
             stored = {what.natural_key(row) for row in what.target_rows(hook, self.dag_to_migrate)}
@@ -333,6 +347,7 @@ class HistoryOperator(MigrationOperator):
                                       "the target neither stored it nor accepted it"))
         for name, reason in result.failed:
             summary.add("failed", name, reason)
+        return held
 
 
 def by_dag(pushed: Any) -> dict[str, dict[str, Any]]:
@@ -499,8 +514,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             batch.append(run)
             created.add(run_id)
             if len(batch) >= WRITE_BATCH_RUNS:
-                self.post(summary, batch)
-                batch = []
+                batch = self.post(summary, batch, hold_tail=True)
         self.post(summary, batch)
         summary.unchanged += len(selected) - len(created) - len(clashes)
         refused = {f["item"] for f in summary.failures}
@@ -556,12 +570,14 @@ class DagRunsMigrationOperator(HistoryOperator):
         needed = set(plan["run_ids"])
         refused = set(plan["refused_run_ids"])
         retried: set[str] = set()  # runs with a task instance past its first try: only they have history
+        earlier_tries = None  # (earlier tries of the task instances read, runs read): about as many history rows
         with self.part(TI_ROWS.resource) as part:
             if needed or refused:
-                self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
+                earlier_tries = self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
         with self.part(HISTORY_ROWS.resource) as part:  # after the task instances: Airflow ties it to them
             if needed or refused:
-                self.copy_missing(part, HISTORY_ROWS, dag_id, needed, retried & needed, plan, refused)
+                self.copy_missing(part, HISTORY_ROWS, dag_id, needed, retried & needed, plan, refused,
+                                  estimate=earlier_tries)
         if self.parts[-1].created and not summary.dry_run and self.target_hook.airflow_major >= 3:
             self._fill_dag_versions(dag_id)
         self.store_marker(summary, context)
@@ -569,10 +585,16 @@ class DagRunsMigrationOperator(HistoryOperator):
     def copy_missing(
         self, summary: Summary, what: RowKind, dag_id: str, needed: set[str], expected: set[str],
         plan: dict[str, Any], refused: set[str] = frozenset(), retried: set[str] | None = None,
-    ) -> None:
+        estimate: tuple[int, int] | None = None,
+    ) -> tuple[int, int]:
         """Write the rows of the ``needed`` runs that the target lacks, reading the source's pages to
         the plan's depth and on while a run of ``expected`` (those sure to have rows) has not shown
-        up. ``retried`` collects the runs with a task instance past its first try."""
+        up. ``retried`` collects the runs with a task instance past its first try. ``estimate``,
+        about how many rows how many runs hold, sizes the first page. Rows are written in full
+        request bodies: the last, partly filled one of a page waits for the next page's rows.
+
+        Returns the earlier tries of every row read (past its first) and the runs read: about
+        as many retry-history rows are in those runs."""
         # Runs that dag_runs wrote just now cannot have rows on the target yet: only the others are read there.
         maybe_there = needed & set(plan["existing_run_ids"]) if "existing_run_ids" in plan else needed
         on_target = ({what.natural_key(r) for r in what.target_rows(self.target_hook, dag_id)
@@ -582,8 +604,10 @@ class DagRunsMigrationOperator(HistoryOperator):
         done_runs: set[str] = set()
         without_run: dict[str, int] = {}
         unseen_runs = set(expected)
-        pager = RunPager()
         depth, total = int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
+        pager = RunPager(estimate)
+        earlier_tries = 0
+        held: list[dict[str, Any]] = []  # rows read but not written yet (the last body of a page)
         # Read down to the planned depth, and further while a needed run has not shown up yet
         # (ties in start dates can move runs between pages), but never past the last run.
         while pager.offset < depth or (unseen_runs and pager.offset < total):
@@ -597,6 +621,8 @@ class DagRunsMigrationOperator(HistoryOperator):
             rows = page.get("task_instances") or []
             for row in rows:
                 run_id = row["run_id"]
+                tries = int(row.get("try_number") or 0)
+                earlier_tries += max(tries - 1, 0)
                 if run_id in done_runs or (run_id not in needed and run_id not in refused):
                     continue
                 key = what.natural_key(row)
@@ -608,20 +634,22 @@ class DagRunsMigrationOperator(HistoryOperator):
                     without_run[run_id] = without_run.get(run_id, 0) + 1
                     continue
                 unseen_runs.discard(run_id)
-                if retried is not None and int(row.get("try_number") or 0) > 1:
+                if retried is not None and tries > 1:
                     retried.add(run_id)
                 if key in on_target:
                     summary.unchanged += 1
                 else:
                     missing.append(row)
             done_runs |= page_runs
-            self.post(summary, missing, what)
+            held = self.post(summary, held + missing, what, hold_tail=True)
             pager.advance(len(rows))
             self.log.info("%s %s: read %d of %d runs (planned depth %d); %d written so far", dag_id,
                           what.resource, min(pager.offset, total), total, depth, summary.created)
+        self.post(summary, held, what)
         for run_id, count in sorted(without_run.items()):
             summary.add("skipped", f"{count} row(s) of run {run_id!r}",
                         "the run is not on the target (see the dag_runs failures)", count=count)
+        return earlier_tries, min(pager.offset, max(total, 1))
 
     def _fill_dag_versions(self, dag_id: str) -> None:
         """Airflow 3's Starship fills missing DAG versions after each task-instance POST, but history

@@ -185,6 +185,19 @@ def test_413_splits_batches_until_they_fit(mocker, conn_env):
     assert accepted == [r["run_id"] for r in runs]
 
 
+def test_a_held_tail_is_the_last_partly_filled_body_and_is_not_sent(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"), max_batch_bytes=200)
+    bodies: list[list[str]] = []
+    mocker.patch.object(hook, "request", side_effect=lambda method, route, *, data, **kw: bodies.append(
+        [r["run_id"] for r in json.loads(data)["dag_runs"]]))
+    runs = [{"dag_id": "d", "run_id": f"r{i}"} for i in range(10)]  # 30 bytes each: 6 to a body
+    result = hook.create_dag_runs(runs, hold_tail=True)
+    assert bodies == [[f"r{i}" for i in range(6)]] and (result.sent, result.held) == (6, 4)
+    result = hook.create_dag_runs(runs)  # without: every body goes
+    assert bodies[1:] == [[f"r{i}" for i in range(6)], [f"r{i}" for i in range(6, 10)]]
+    assert (result.sent, result.held) == (10, 0)
+
+
 def test_a_refused_item_is_isolated_and_the_rest_go_in(mocker, conn_env):
     hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
     accepted: list[str] = []

@@ -301,7 +301,11 @@ def _children_run(plan, hooks):
     op.plan = {"refused_run_ids": [], **plan}
     op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
     written = []
-    op.post = lambda summary, rows, what: written.extend((what.resource, r["run_id"], r["task_id"]) for r in rows)
+    def post(summary, rows, what, hold_tail=False):
+        written.extend((what.resource, r["run_id"], r["task_id"]) for r in rows)
+        return []
+
+    op.post = post
     summary = Summary(resource="dag_runs")
     op.copy_children(summary, context={})
     return op.parts, written
@@ -321,6 +325,33 @@ def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target
     tis = [(run, task) for what, run, task in written if what == "task_instances"]
     assert tis == [("r1", "t"), ("r1", "u"), ("r3", "t")] and parts[0].unchanged == 1
     assert hooks.target_reads == 2  # task instances, then retry history
+
+
+def test_rows_of_several_pages_go_in_full_request_bodies(mocker, conn_env):
+    import json
+
+    from starship_dags.hooks.starship import StarshipHook, encode_item
+    from starship_dags.operators.history import DagRunsMigrationOperator
+    from starship_dags.translate import TASK_INSTANCE, translate
+
+    # 3 pages of 5 task instances; a body holds 4 of them
+    pages = [[_ti(f"r{n}", f"t{k}") for k in range(5)] for n in range(3)]
+    plan = {"run_ids": ["r0", "r1", "r2"], "existing_run_ids": [], "refused_run_ids": [], "scan_runs": 300,
+            "source_total": 300, "source_major": 2}
+    size = len(encode_item(translate(TASK_INSTANCE, pages[0][0], 2, 2))) + 1
+    target = StarshipHook(conn_env("t", host="http://127.0.0.1:9", password="x"), max_batch_bytes=4 * size + 2)
+    target.__dict__["airflow_major"] = 2
+    bodies = []
+    mocker.patch.object(target, "request", side_effect=lambda method, route, *, data, **kw: bodies.append(
+        (route, [(r["run_id"], r["task_id"]) for r in json.loads(data)["task_instances"]])))
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[{"dag_id": "d"}])
+    op.source_dag, op.plan = {"dag_id": "d"}, plan
+    op.__dict__["source_hook"], op.__dict__["target_hook"] = _TiPages(pages), target
+    op.copy_children(Summary(resource="dag_runs"), context={})
+    tis = [body for route, body in bodies if route == "task_instances"]
+    assert [len(body) for body in tis] == [4, 4, 4, 3]  # not 4+1 per page: the tail waits for the next page
+    assert [row for body in tis for row in body] == [(f"r{n}", f"t{k}") for n in range(3) for k in range(5)]
+    assert op.parts[0].created == 15
 
 
 def test_dag_runs_copies_task_instances_then_retry_history_as_parts_of_its_summary():
@@ -394,12 +425,20 @@ def test_retry_history_is_read_past_the_planned_depth_only_for_runs_that_were_re
     hooks = _TiPages(pages, history_pages=[[], [], []])
     parts, written = _children_run(plan, hooks)
     assert [p.source_api_calls for p in parts] == [2, 1]  # task instances read on until r3 showed up
+    assert hooks.limits == [100, 400, 2000]  # history: nothing retried, so one page as large as pages go
     # r3 was retried: its history must be somewhere, so it is read on for too
     pages[1] = [_ti("r3", try_number=2)]
     history = [[], [_ti("r3", try_number=1)], []]
     hooks = _TiPages(pages, history_pages=history)
     parts, written = _children_run(plan, hooks)
-    assert [p.source_api_calls for p in parts] == [2, 2]
+    assert [p.source_api_calls for p in parts] == [2, 1]  # one earlier try in 200 runs: one large history page
+    assert ("task_instance_history", "r3", "t") in written
+    # with many earlier tries the history pages are small, and the one that should hold r3's does not
+    pages[0] = [_ti("r1", try_number=100_001)]  # 100,000 earlier tries in 300 runs: 100-run pages
+    history = [[_ti("r1", try_number=n) for n in (1, 2)], [_ti("r3", try_number=1)], []]
+    hooks = _TiPages(pages, history_pages=history)
+    parts, written = _children_run(plan, hooks)
+    assert hooks.limits[2:] == [100, 400] and [p.source_api_calls for p in parts] == [2, 2]
     assert ("task_instance_history", "r3", "t") in written
 
 
@@ -420,11 +459,29 @@ def test_run_pages_grow_towards_page_rows_and_shrink_for_heavy_runs():
     assert pager.limit == 1 and pager.offset == 100 + 400 + 1000 + 2000 + 5
 
 
+def test_the_first_retry_history_page_is_sized_from_the_task_instances_earlier_tries():
+    from starship_dags.operators.history import FIRST_PAGE_RUNS, MAX_PAGE_RUNS, PAGE_ROWS, RunPager
+
+    assert RunPager((50, 500)).limit == MAX_PAGE_RUNS  # 0.1 rows per run: as many runs as a page may ask for
+    assert RunPager((0, 500)).limit == MAX_PAGE_RUNS  # nothing retried
+    assert RunPager((2 * PAGE_ROWS, 1000)).limit == 500  # 10 rows per run: half of them
+    assert RunPager((10 * PAGE_ROWS, 10)).limit == FIRST_PAGE_RUNS  # never below the usual first page
+    # in a DAG copy: 2 of 3 task instances retried once, in 200 runs read: one history page of 2,000 runs
+    pages = [[_ti("r1", try_number=2), _ti("r1", "u", try_number=2), _ti("r1", "v")], [_ti("r2")]]
+    plan = {"run_ids": ["r1", "r2"], "existing_run_ids": [], "scan_runs": 200, "source_total": 200}
+    hooks = _TiPages(pages, history_pages=[[_ti("r1", try_number=1), _ti("r1", "u", try_number=1)], []])
+    parts, written = _children_run(plan, hooks)
+    assert hooks.limits == [100, 400, MAX_PAGE_RUNS]
+    assert [w for w in written if w[0] == "task_instance_history"] == [
+        ("task_instance_history", "r1", "t"), ("task_instance_history", "r1", "u")]
+
+
 def test_a_whole_history_is_read_in_pages_that_grow():
     pages = [[_ti("r1")], [_ti("r2")], [_ti("r3")], [_ti("r4")], [_ti("r5")], [_ti("r6")]]
     plan = {"run_ids": [f"r{n}" for n in range(1, 7)], "existing_run_ids": [], "scan_runs": 600, "source_total": 600}
     hooks = _TiPages(pages)
     parts, written = _children_run(plan, hooks)
     assert [run for what, run, _ in written if what == "task_instances"] == plan["run_ids"]
-    assert hooks.limits == [100, 400, 1600] * 2  # task instances, then retry history
-    assert [p.source_api_calls for p in parts] == [3, 3]
+    # task instances, then retry history: no task instance was retried, so one page of as many runs as allowed
+    assert hooks.limits == [100, 400, 1600, 2000]
+    assert [p.source_api_calls for p in parts] == [3, 1]
