@@ -209,7 +209,8 @@ class Bench:
             "(SELECT count(*) FROM task_instance WHERE dag_id = ANY(%s))", (dag_ids, dag_ids))[0])
 
     def history_conf(self, dag_ids: list[str], **extra: Any) -> dict[str, Any]:
-        return {"resources": ["dag_history"], "dag_ids": dag_ids, **extra}
+        tasks = {"history_tasks": self.args.history_tasks} if self.args.history_tasks else {}
+        return {"resources": ["dag_history"], "dag_ids": dag_ids, **tasks, **extra}
 
     # ------------------------------------------------------------------ phases
 
@@ -475,6 +476,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         type=lambda s: tuple(s.split("=", 1)),
                         help="an environment variable for the target's Airflow (e.g. AIRFLOW__CORE__PARALLELISM=8); "
                         "repeatable")
+    parser.add_argument("--history-tasks", type=int, default=None,
+                        help="the form's History tasks for every run of the migration DAG (default: the form's default)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one DAG run may take")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
     return parser.parse_args(argv)
