@@ -570,14 +570,14 @@ class DagRunsMigrationOperator(HistoryOperator):
         needed = set(plan["run_ids"])
         refused = set(plan["refused_run_ids"])
         retried: set[str] = set()  # runs with a task instance past its first try: only they have history
-        earlier_tries = None  # (earlier tries of the task instances read, runs read): about as many history rows
+        tries_read = None  # (earlier tries of the task instances read, runs read): about as many history rows
         with self.part(TI_ROWS.resource) as part:
             if needed or refused:
-                earlier_tries = self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
+                tries_read = self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
         with self.part(HISTORY_ROWS.resource) as part:  # after the task instances: Airflow ties it to them
             if needed or refused:
                 self.copy_missing(part, HISTORY_ROWS, dag_id, needed, retried & needed, plan, refused,
-                                  estimate=earlier_tries)
+                                  estimate=tries_read)
         if self.parts[-1].created and not summary.dry_run and self.target_hook.airflow_major >= 3:
             self._fill_dag_versions(dag_id)
         self.store_marker(summary, context)
