@@ -83,39 +83,39 @@ class RowKind(NamedTuple):
     #: a page of the source's rows: (hook, dag_id, offset, limit), in runs (not for runs)
     source_page: Callable[[StarshipHook, str, int, int], dict[str, Any]] | None
     target_rows: Callable[[StarshipHook, str], Iterator[dict[str, Any]]]
-    write: Callable[..., PostResult]  # (hook, rows, hold_tail=False)
+    write: Callable[..., PostResult]  # (hook, rows, **options of the hook's create call)
 
 
 RUN_ROWS = RowKind(
     "dag_runs", DAG_RUN, lambda row: row["run_id"], None,
     lambda hook, dag_id: hook.iter_dag_runs(dag_id, page_size=RUN_PAGE),
-    lambda hook, rows, hold_tail=False: hook.create_dag_runs(rows, hold_tail=hold_tail),
+    lambda hook, rows, **options: hook.create_dag_runs(rows, **options),
 )
 TI_ROWS = RowKind(
     "task_instances", TASK_INSTANCE, ti_natural_key,
     lambda hook, dag_id, offset, limit: hook.get_task_instances(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-    lambda hook, rows, hold_tail=False: hook.create_task_instances(rows, hold_tail=hold_tail),
+    lambda hook, rows, **options: hook.create_task_instances(rows, **options),
 )
 HISTORY_ROWS = RowKind(
     "task_instance_history", HISTORY, history_natural_key,
     lambda hook, dag_id, offset, limit: hook.get_task_instance_history(dag_id, limit=limit, offset=offset),
     lambda hook, dag_id: hook.iter_task_instance_history(dag_id, page_size=TARGET_TI_PAGE_RUNS),
-    lambda hook, rows, hold_tail=False: hook.create_task_instance_history(rows, hold_tail=hold_tail),
+    lambda hook, rows, **options: hook.create_task_instance_history(rows, **options),
 )
 
 
 class RunPager:
     """Where the next page of a run-paged read starts and how many runs it asks for.
 
-    ``expected``: ``(rows, runs)``, when the caller knows about how many rows so many runs hold
+    ``estimate``: ``(rows, runs)``, when the caller knows about how many rows so many runs hold
     (retry history, from the task instances' try numbers): the first page is sized from that.
     """
 
-    def __init__(self, expected: tuple[int, int] | None = None) -> None:
+    def __init__(self, estimate: tuple[int, int] | None = None) -> None:
         self.offset, self.limit = 0, FIRST_PAGE_RUNS
-        if expected is not None:
-            rows, runs = expected
+        if estimate is not None:
+            rows, runs = estimate
             wanted = max(runs, 1) * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
             self.limit = max(FIRST_PAGE_RUNS, min(wanted, MAX_PAGE_RUNS))
 
