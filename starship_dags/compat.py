@@ -11,6 +11,8 @@ import re
 from airflow import __version__ as AIRFLOW_VERSION
 
 AIRFLOW_MAJOR = int(AIRFLOW_VERSION.split(".", 1)[0])
+#: The XCom of a task's skip list, and its field, as Airflow 2 and 3 read them (NotPreviouslySkippedDep)
+SKIPMIXIN_KEY, SKIPMIXIN_SKIPPED = "skipmixin_key", "skipped"
 
 if AIRFLOW_MAJOR >= 3:
     from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, task_group
@@ -25,24 +27,25 @@ else:  # Airflow 2.10 / 2.11
     from airflow.utils.task_group import TaskGroup
 
 
-def skip_own_downstream(context, task_ids: list[str]) -> None:
+def skip_own_downstream(context, task_ids: list[str], *, ends_task: bool = True) -> None:
     """Mark these direct downstream tasks of the running task, in its own map index, skipped.
 
     The scheduler then never starts them. Airflow 2 reads the skip list from an XCom of the parent
-    (``NotPreviouslySkippedDep``, which also covers tasks of a mapped group not expanded yet);
+    (``NotPreviouslySkippedDep``, which also covers tasks of a mapped group not expanded yet).
     Airflow 3 skips them when the task ends with ``DownstreamTasksSkipped``, so on Airflow 3 this
-    must be the task's last call: it raises.
+    must be the task's last call: it raises. That ending pushes no return value, though, so a task
+    whose value is a mapped task's input passes ``ends_task=False``: it leaves the same XCom as on
+    Airflow 2, which Airflow 3's scheduler honours for an unmapped operator whose class sets
+    ``inherits_from_skipmixin``.
     """
     if not task_ids:
         return
     ti = context["ti"]
-    if AIRFLOW_MAJOR >= 3:
+    if AIRFLOW_MAJOR >= 3 and ends_task:
         from airflow.sdk.exceptions import DownstreamTasksSkipped
 
         raise DownstreamTasksSkipped(tasks=[(task_id, ti.map_index) for task_id in task_ids])
-    from airflow.models.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
-
-    ti.xcom_push(key=XCOM_SKIPMIXIN_KEY, value={XCOM_SKIPMIXIN_SKIPPED: list(task_ids)})
+    ti.xcom_push(key=SKIPMIXIN_KEY, value={SKIPMIXIN_SKIPPED: list(task_ids)})
 
 
 try:  # the same list of names Airflow itself hides in logs and the UI

@@ -17,7 +17,7 @@ from starship_dags.operators.artifacts import TaskLogsMigrationOperator, XComsMi
 from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
 from starship_dags.operators.environment import SourceEnvironmentOperator
-from starship_dags.operators.guard import GUARD_TASK_ID, ActiveRunGuardOperator
+from starship_dags.operators.guard import GUARD_TASK_ID
 from starship_dags.operators.history import HISTORY_TASKS, DagRunsMigrationOperator, DiscoverDagsOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
@@ -196,9 +196,16 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         **dag_kwargs,
     ) as dag:
         expected: dict[str, str] = {}
-        guard = ActiveRunGuardOperator(
+        # The run's first task: the guard (stand aside for / wait for the other migration DAG, skip
+        # what the form leaves out), then the list of DAGs whose history to copy, in batches.
+        start = DiscoverDagsOperator(
             task_id=GUARD_TASK_ID, other_dag_id=MIGRATION_DAG_ID if sync else SYNC_DAG_ID, wait=not sync,
-            timeout_minutes=timeout, **connections,
+            timeout_minutes=timeout,
+            dag_ids="{{ params.dag_ids }}",
+            enabled=_selected(HISTORY),
+            full_comparison="{{ params.full_comparison }}",
+            tasks="{{ params.history_tasks }}",
+            **connections,
         )
         with TaskGroup("settings", tooltip="Pools, variables and connections") as settings:
             for resource, (operator, param_name, _) in KEYED_RESOURCES.items():
@@ -226,24 +233,17 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             history_enabled=history_enabled, timeout_minutes=timeout, **common,
         )
         expected[pause.task_id] = cutover
-        discover = DiscoverDagsOperator(
-            task_id="discover_dags",
-            # after the guard, and after the cutover's pause unless the guard skipped it; not when
-            # the guard stood aside (then both are skipped)
-            trigger_rule="none_failed_min_one_success",
-            dag_ids="{{ params.dag_ids }}",
-            enabled=history_enabled,
-            full_comparison="{{ params.full_comparison }}",
-            tasks="{{ params.history_tasks }}",
-            **connections,
-        )
         selection = {"runs_limit": "{{ params.runs_limit }}", "since": "{{ params.since }}"}
 
         @task_group(group_id="history", tooltip="Runs, task instances and retry history, per batch of source DAGs")
         def history(source_dags):
             runs = DagRunsMigrationOperator(
-                task_id="dag_runs", source_dags=source_dags, artifacts=artifacts, **selection, **common
+                task_id="dag_runs", source_dags=source_dags, artifacts=artifacts, **selection, **common,
+                # after the start, and after the cutover's pause unless the start skipped it; not
+                # when the start stood aside (then the pause is skipped too)
+                trigger_rule="none_failed_min_one_success",
             )
+            pause >> runs
             copies = [
                 operator(task_id=kind, source_dags=source_dags, plans=runs.output, enabled=_selected(kind, HISTORY),
                          **selection, **common)
@@ -271,14 +271,14 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
 
         planned_by: dict[str, str] = {}  # the per-DAG tasks that dag_runs may skip (they leave no summary)
         per_dag_tasks: list = []
-        per_dag = history.expand(source_dags=discover.output)
+        per_dag = history.expand(source_dags=start.output)
         expected["history.dag_runs"] = history_enabled  # with task instances and retry history
         for kind in ARTIFACTS:
             expected[f"history.{kind}"] = _selected(kind, HISTORY)
         expected["history.validate"] = validate_history
         unpause = CutoverUnpauseOperator(
             task_id="cutover_unpause_target", enabled=cutover, pause_task_id=pause.task_id,
-            discover_task_id=discover.task_id, mirror_paused="{{ params.mirror_paused | default(true) }}",
+            discover_task_id=start.task_id, mirror_paused="{{ params.mirror_paused | default(true) }}",
             # a DAG is unpaused on the target only when these left clean summaries
             settings_checks={t: e for t, e in expected.items() if t.startswith("settings.") and t != environment.task_id}
             | {validate_settings.task_id: validate_settings.enabled},
@@ -286,21 +286,20 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
             timeout_minutes=timeout, **common,
         )
         expected[unpause.task_id] = cutover
-        # The guard skips what the form leaves out before it starts (each started task costs a
+        # The start skips what the form leaves out before it starts (each started task costs a
         # process and a scheduling round). A skipped task counts as done, so no order may pass
-        # through one: discover_dags also follows the guard directly, and the report waits
-        # directly for the tasks it used to wait for through unpause (which the guard may skip),
-        # and unpause and the report for the settings tasks, not only through validate_settings.
-        guard.children = {task_id: enabled for task_id, enabled in expected.items() if task_id.startswith("settings.")
+        # through one: dag_runs also follows the start directly (through its input), the report
+        # waits directly for the tasks it used to wait for through unpause (which the start may
+        # skip), and unpause and the report for the settings tasks, not only through validate_settings.
+        start.children = {task_id: enabled for task_id, enabled in expected.items() if task_id.startswith("settings.")
                           or task_id in (validate_settings.task_id, pause.task_id, unpause.task_id)}
         report = MigrationReportOperator(
             task_id="report",
             expected=expected,
-            mapped={task_id: discover.task_id for task_id in expected if task_id.startswith("history.")},
+            mapped={task_id: start.task_id for task_id in expected if task_id.startswith("history.")},
             planned_by=planned_by,
         )
-        guard >> [settings, pause, validate_settings, discover, unpause]
-        pause >> discover
+        start >> [settings, pause, validate_settings, unpause]
         settings >> validate_settings
         [settings, validate_settings, per_dag] >> unpause >> report
         # The group's last task may be skipped while the others still run: wait for every one.

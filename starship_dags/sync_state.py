@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from starship_dags.exceptions import StarshipConflictError
 from starship_dags.hooks.starship import StarshipHook
 
 PREFIX = "starship_dags.sync."
@@ -90,5 +91,11 @@ def delete_marker(target: StarshipHook, dag_id: str) -> None:
 
 
 def write_marker(target: StarshipHook, dag_id: str, marker: dict) -> None:
-    delete_marker(target, dag_id)
-    target.create_variable({"key": variable_key(dag_id), "val": json.dumps(marker), "description": DESCRIPTION})
+    """Store the marker, replacing an older one. The copy deleted the older one before it wrote
+    anything, so the first try mostly succeeds: one request, not a delete and a create."""
+    variable = {"key": variable_key(dag_id), "val": json.dumps(marker), "description": DESCRIPTION}
+    try:
+        target.create_variable(variable)
+    except StarshipConflictError:  # one is there (Starship inserts; it never overwrites)
+        delete_marker(target, dag_id)
+        target.create_variable(variable)

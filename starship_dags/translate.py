@@ -22,6 +22,10 @@ The differences, each applied by a table below:
   DAG versions, DAG hashes of Airflow 3) are dropped or set to NULL.
 * Airflow 2 targets reject unknown columns (HTTP 500 "Unconsumed column names"), so they get
   only their own columns. Airflow 3 targets ignore unknown columns, but get only theirs too.
+* A target column that the source row lacks (its Starship does not serve it) and that no rule
+  fills is left out rather than sent as NULL: the target stores its own default, as Airflow would
+  for a row without the value, and every column sent costs the target's insert work. Rows of one
+  source have the same columns, so a request body's rows still share one column list.
 """
 
 from __future__ import annotations
@@ -183,5 +187,4 @@ def translate(kind: str, row: dict[str, Any], source_major: int, target_major: i
                 (*key, out.get("try_number")), out.get("start_date") or out.get("queued_dttm")
             )
 
-    columns = COLUMNS[(kind, target_major)]
-    return {column: out.get(column) for column in columns}
+    return {column: out[column] for column in COLUMNS[(kind, target_major)] if column in out}

@@ -6,7 +6,10 @@ running sync to finish. The sync never waits, so the two cannot wait for each ot
 
 Once the run may go on, the guard also marks the tasks this run's form leaves out (resources not
 selected, cutover off) as skipped before they start: each task the scheduler starts costs a
-process and a scheduling round, even one that only finds it has nothing to do.
+process and a scheduling round, even one that only finds it has nothing to do. For the same
+reason the guard is not a task of its own: the run's first task (``start``,
+:class:`~starship_dags.operators.history.DiscoverDagsOperator`) is a guard that then lists the DAGs
+to migrate.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from starship_dags.compat import AirflowSkipException, skip_own_downstream
 from starship_dags.exceptions import StarshipAuthError, StarshipError
 from starship_dags.operators.base import StarshipOperator, as_bool
 
-GUARD_TASK_ID = "guard"
+#: The run's first task: the guard, and the discovery of the DAGs (the mapped history's input).
+GUARD_TASK_ID = "start"
 SKIP_REASON_KEY = "skip_reason"
 
 
@@ -35,8 +39,13 @@ class ActiveRunGuardOperator(StarshipOperator):
     """:param other_dag_id: the other migration DAG on the target.
     :param wait: wait for its active runs (manual migration) instead of skipping (scheduled sync).
     :param children: task id -> whether it is meant to run, for direct downstream tasks of this one
-        (templated). Those not meant to run are marked skipped when the guard lets the run go on."""
+        (templated). Those not meant to run are marked skipped when the guard lets the run go on.
 
+    Subclasses do their own work in :meth:`go_on`, whose value the task returns."""
+
+    #: Airflow 3's scheduler honours the skip list this task leaves in XCom (as Airflow 2's does)
+    #: only for operators that say they skip downstream tasks.
+    inherits_from_skipmixin = True
     template_fields = (*StarshipOperator.template_fields, "timeout_minutes", "children")
     ui_color = "#eeeeee"
 
@@ -49,12 +58,17 @@ class ActiveRunGuardOperator(StarshipOperator):
         self.timeout_minutes = timeout_minutes
         self.poll_seconds = poll_seconds
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> Any:
         self.stand_aside_or_wait(context)
         idle = sorted(task_id for task_id, meant in self.children.items() if not as_bool(meant))
         if idle:
             self.log.info("Not selected for this run, skipped: %s", ", ".join(idle))
-        skip_own_downstream(context, idle)  # on Airflow 3 this ends the task (successfully)
+        skip_own_downstream(context, idle, ends_task=False)
+        return self.go_on(context)
+
+    def go_on(self, context: Any) -> Any:
+        """The task's own work once the run may go on; its value is the task's return value."""
+        return None
 
     def stand_aside_or_wait(self, context: Any) -> None:
         """Returns when this run may go on; raises AirflowSkipException when it stands aside."""

@@ -1,6 +1,7 @@
 """DAG history: discover the source's DAGs, then per DAG its runs, task instances and retry history.
 
-``discover_dags`` deals the DAGs out over a few batches; per batch, one task
+The run's first task, ``start`` (the guard of :mod:`~starship_dags.operators.guard`, then the
+discovery), deals the DAGs out over a few batches; per batch, one task
 (:class:`DagRunsMigrationOperator`, inside a mapped task group) copies each DAG's history in turn:
 
 1. It reads the newest page of the source's runs. If the DAG's sync marker
@@ -38,7 +39,8 @@ from starship_dags.exceptions import (
     StarshipTransportError,
 )
 from starship_dags.hooks.starship import PostResult, StarshipHook
-from starship_dags.operators.base import MigrationOperator, StarshipOperator, as_bool, as_name_list
+from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
+from starship_dags.operators.guard import ActiveRunGuardOperator
 from starship_dags.report import Summary, failed_total
 from starship_dags.translate import (
     DAG_RUN,
@@ -145,16 +147,19 @@ def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> 
         yield "selected", position, run
 
 
-class DiscoverDagsOperator(StarshipOperator):
-    """Lists the source DAGs to migrate, with what the history tasks need to know about each, in
-    batches: the DAGs are dealt out over ``tasks`` history tasks (fewer when there are fewer DAGs).
+class DiscoverDagsOperator(ActiveRunGuardOperator):
+    """The run's first task: the guard (:class:`ActiveRunGuardOperator`: stand aside or wait for the
+    other migration DAG, skip what the form leaves out), then the list of source DAGs to migrate,
+    with what the history tasks need to know about each, in batches: the DAGs are dealt out over
+    ``tasks`` history tasks (fewer when there are fewer DAGs). One task, not two: each task costs
+    the target's scheduler a task start and a scheduling round.
 
     Returns a list of batches, each a list of ``{"dag_id", "marker", "problem"}``: the input of
     the mapped task group. Each task of the group costs the target's scheduler a task start (about
     a CPU-second), so a few tasks with many DAGs each copy faster than one task per DAG.
     """
 
-    template_fields = (*StarshipOperator.template_fields, "dag_ids", "enabled", "full_comparison", "tasks")
+    template_fields = (*ActiveRunGuardOperator.template_fields, "dag_ids", "enabled", "full_comparison", "tasks")
 
     def __init__(self, *, dag_ids: Any = None, enabled: Any = True, full_comparison: Any = False,
                  tasks: Any = HISTORY_TASKS, **kwargs):
@@ -164,7 +169,7 @@ class DiscoverDagsOperator(StarshipOperator):
         self.full_comparison = full_comparison
         self.tasks = tasks
 
-    def execute(self, context: Any) -> list[list[dict[str, Any]]]:
+    def go_on(self, context: Any) -> list[list[dict[str, Any]]]:
         if not as_bool(self.enabled):
             self.log.info("DAG history not selected for this run")
             return []

@@ -34,16 +34,19 @@ class _Dags:
     def get_variables(self):
         return []
 
+    def rest_active_runs(self, dag_id):  # the start's guard: no other migration run
+        return []
+
 
 def _discover(dag_ids, tasks):
-    op = DiscoverDagsOperator(task_id="discover_dags", tasks=tasks)
+    op = DiscoverDagsOperator(task_id="start", other_dag_id="starship_sync", wait=True, tasks=tasks)
     op.__dict__["source_hook"] = _Dags(dag_ids)
     op.__dict__["target_hook"] = _Dags([])
 
     class _Dag:
         dag_id = "starship_migration"
 
-    return op.execute({"dag": _Dag()})
+    return op.execute({"dag": _Dag(), "ti": _Ti()})
 
 
 def test_dags_are_dealt_out_over_the_history_tasks():

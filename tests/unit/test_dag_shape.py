@@ -3,6 +3,8 @@ may pass through one."""
 
 from __future__ import annotations
 
+import pytest
+
 from starship_dags.dags import build_migration_dag
 
 HISTORY_TASKS = ["history.dag_runs", "history.xcoms", "history.task_logs", "history.validate"]
@@ -30,9 +32,10 @@ def test_the_copy_tasks_know_their_order_for_the_sync_marker():
         assert (task.earlier, task.later) == (copies[:position], copies[position + 1:]), task_id
 
 
-def test_the_guard_is_directly_upstream_of_every_task_it_may_skip():
+def test_the_start_is_directly_upstream_of_every_task_its_guard_may_skip():
     dag = build_migration_dag()
-    guard = dag.get_task("guard")
+    guard = dag.get_task("start")
+    assert guard.inherits_from_skipmixin  # Airflow 3's scheduler reads its skip list only then
     skippable = {"settings.pools", "settings.variables", "settings.connections", "settings.environment",
                  "validate_settings", "cutover_pause_source", "cutover_unpause_target"}
     assert set(guard.children) == skippable <= guard.downstream_task_ids
@@ -41,10 +44,11 @@ def test_the_guard_is_directly_upstream_of_every_task_it_may_skip():
 
 def test_no_order_passes_through_a_task_the_guard_may_skip():
     dag = build_migration_dag()
-    discover = dag.get_task("discover_dags")
-    # runs after the guard whether or not the cutover's pause ran; skipped when both were skipped
-    assert {"guard", "cutover_pause_source"} <= discover.upstream_task_ids
-    assert discover.trigger_rule == "none_failed_min_one_success"
+    assert dag.roots == [dag.get_task("start")]
+    runs = dag.get_task("history.dag_runs")
+    # runs after the start whether or not the cutover's pause ran; skipped when both were skipped
+    assert {"start", "cutover_pause_source"} == runs.upstream_task_ids
+    assert runs.trigger_rule == "none_failed_min_one_success"
     report = dag.get_task("report")
     assert {"validate_settings", "cutover_unpause_target", *HISTORY_TASKS} <= report.upstream_task_ids
     assert report.trigger_rule == "all_done"
@@ -52,7 +56,7 @@ def test_no_order_passes_through_a_task_the_guard_may_skip():
 
 def test_the_sync_has_no_cutover_so_its_guard_always_skips_pause_and_unpause():
     dag = build_migration_dag("starship_sync", sync=True)
-    children = dag.get_task("guard").children
+    children = dag.get_task("start").children
     assert "default(false)" in children["cutover_pause_source"] and "default(false)" in children["cutover_unpause_target"]
 
 
@@ -72,9 +76,23 @@ def test_every_order_holds_without_the_tasks_that_may_be_skipped_before_they_sta
     """A task skipped before it starts counts as done at once. So when two tasks both run, the
     one that comes first must still come first by edges that avoid every other such task."""
     for dag in (build_migration_dag(), build_migration_dag("starship_sync", sync=True)):
-        skippable = set(dag.get_task("guard").children) | set(dag.get_task("history.dag_runs").children)
+        skippable = set(dag.get_task("start").children) | set(dag.get_task("history.dag_runs").children)
         assert len(skippable) == 10
         for first in dag.task_ids:
             for later in _reaches(dag, first, set()):
                 kept = _reaches(dag, first, skippable - {first, later})
                 assert later in kept, f"{dag.dag_id}: {first} comes before {later} only through a skippable task"
+
+
+def test_airflow_3_scheduler_reads_the_start_skip_list():
+    """The start task leaves its skip list in XCom and goes on (its value is the history's input);
+    Airflow 3's scheduler reads that list only from a serialized task marked as one that skips."""
+    from starship_dags.compat import AIRFLOW_MAJOR
+
+    if AIRFLOW_MAJOR < 3:
+        pytest.skip("Airflow 2 reads the skip list of any upstream task")
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(build_migration_dag()))
+    assert dag.get_task("start").inherits_from_skipmixin
+    assert not dag.get_task("history.dag_runs").inherits_from_skipmixin  # it raises DownstreamTasksSkipped

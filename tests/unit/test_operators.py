@@ -485,3 +485,35 @@ def test_a_whole_history_is_read_in_pages_that_grow():
     # task instances, then retry history: no task instance was retried, so one page of as many runs as allowed
     assert hooks.limits == [100, 400, 1600, 2000]
     assert [p.source_api_calls for p in parts] == [3, 1]
+
+
+class _Variables:
+    """The target's variables as Starship keeps them: a POST of an existing key is refused (409)."""
+
+    def __init__(self, **stored):
+        self.stored, self.calls = dict(stored), []
+
+    def create_variable(self, variable):
+        self.calls.append(("POST", variable["key"]))
+        if variable["key"] in self.stored:
+            raise StarshipConflictError("t", "POST", "/api/starship/variables", 409, "Integrity Error")
+        self.stored[variable["key"]] = variable["val"]
+
+    def delete_variable(self, key):
+        self.calls.append(("DELETE", key))
+        self.stored.pop(key, None)
+
+
+def test_a_marker_is_stored_with_one_request_and_replaces_an_older_one():
+    import json
+
+    from starship_dags import sync_state
+
+    key = sync_state.variable_key("d")
+    target = _Variables()
+    sync_state.write_marker(target, "d", {"run_count": 1})
+    assert target.calls == [("POST", key)]
+    target = _Variables(**{key: "old"})
+    sync_state.write_marker(target, "d", {"run_count": 2})
+    assert target.calls == [("POST", key), ("DELETE", key), ("POST", key)]
+    assert json.loads(target.stored[key]) == {"run_count": 2}
