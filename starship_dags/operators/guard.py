@@ -59,11 +59,13 @@ class ActiveRunGuardOperator(StarshipOperator):
         self.poll_seconds = poll_seconds
 
     def execute(self, context: Any) -> Any:
-        self.stand_aside_or_wait(context)
         idle = sorted(task_id for task_id, meant in self.children.items() if not as_bool(meant))
         if idle:
             self.log.info("Not selected for this run, skipped: %s", ", ".join(idle))
+        # Before the check: when this run stands aside, the skip of this task reaches the tasks that
+        # wait for all upstream tasks to finish whatever their state (trigger rule all_done) too.
         skip_own_downstream(context, idle, ends_task=False)
+        self.stand_aside_or_wait(context)
         return self.go_on(context)
 
     def go_on(self, context: Any) -> Any:

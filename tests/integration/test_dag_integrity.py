@@ -63,7 +63,7 @@ def test_dagbag_imports_offline(envs, version, tmp_path):
         assert set(bag["dags"]) == SHIPPED, bag["dags"]
         for dag_id in SHIPPED:
             tasks = bag["tasks"][dag_id]
-            assert {"guard", "report", "discover_dags", "history.dag_runs", "history.validate",
+            assert {"start", "report", "history.dag_runs", "history.validate",
                     "validate_settings", "settings.environment"} <= set(tasks), tasks
             assert bag["max_active_runs"][dag_id] == 1
         assert "cutover_pause_source" in bag["tasks"]["starship_migration"]

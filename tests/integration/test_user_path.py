@@ -144,9 +144,13 @@ def test_triggered_through_rest_with_conf_runs_on_the_scheduler(live):
     states = task_states(target, "starship_migration", run_id)
     assert state == "success", states
     assert states["report"] == states["validate_settings"] == states["settings.environment"] == "success", states
-    # the cutover is off: the guard skipped both its tasks, and the history still ran after it
+    # the cutover is off: the start skipped both its tasks before they started (no worker ever
+    # took them), and went on with the history's input
     assert states["cutover_pause_source"] == states["cutover_unpause_target"] == "skipped", states
-    assert states["guard"] == states["discover_dags"] == "success", states
+    assert states["start"] == "success", states
+    started = target.sql("SELECT task_id FROM task_instance WHERE dag_id = 'starship_migration' AND run_id = %s "
+                         "AND task_id LIKE 'cutover%%' AND coalesce(hostname, '') <> ''", (run_id,))
+    assert started == [], started
     assert target_variable(target, "live_var") == "from the source"
     assert target.sql("SELECT slots FROM slot_pool WHERE pool = 'live_pool'") == [(3,)]
 
