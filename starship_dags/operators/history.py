@@ -154,7 +154,8 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
     ``tasks`` history tasks (fewer when there are fewer DAGs). One task, not two: each task costs
     the target's scheduler a task start and a scheduling round.
 
-    Returns a list of batches, each a list of ``{"dag_id", "marker", "problem"}``: the input of
+    Returns a list of batches, each a list of ``{"dag_id", "marker", "marker_stored", "problem"}``
+    (``marker`` is None for a full comparison, ``marker_stored`` whether one is there): the input of
     the mapped task group. Each task of the group costs the target's scheduler a task start (about
     a CPU-second), so a few tasks with many DAGs each copy faster than one task per DAG.
     """
@@ -189,7 +190,10 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         dag_ids = [d for d in dag_ids if d not in excluded]
         target_major = self.target_hook.airflow_major
         parsed = {d["dag_id"] for d in self.target_hook.get_dags()} if target_major >= 3 else None
-        markers = {} if as_bool(self.full_comparison) else sync_state.read_markers(self.target_hook)
+        # With a full comparison the markers are ignored, but still looked up: the copy deletes a
+        # DAG's marker before it writes, so that a copy stopped halfway leaves none behind.
+        markers = sync_state.read_markers(self.target_hook)
+        full = as_bool(self.full_comparison)
         specs = []
         for dag_id in dag_ids:
             problem = None
@@ -198,7 +202,9 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
                     "not parsed on target: deploy the DAG file to the target and let Airflow parse it, "
                     "then run again (Airflow 3 needs a DAG version for every run and task instance)"
                 )
-            specs.append({"dag_id": dag_id, "marker": markers.get(dag_id), "problem": problem})
+            stored = markers.get(dag_id)
+            specs.append({"dag_id": dag_id, "marker": None if full else stored, "problem": problem,
+                          "marker_stored": stored is not None})
         batches = [specs[start::tasks] for start in range(min(tasks, len(specs)))]
         self.log.info(
             "%d DAG(s) to migrate in %d task(s): %s%s", len(specs), len(batches), ", ".join(dag_ids[:50]),
@@ -479,7 +485,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             summary.notes.append("unchanged since the last sync")
             self.log.info("%s: unchanged since the last sync (%d runs); nothing to do", dag_id, total)
             return
-        if marker and not summary.dry_run:
+        if (marker or self.source_dag.get("marker_stored")) and not summary.dry_run:
             sync_state.delete_marker(target, dag_id)
 
         # Only what the comparison needs is kept per run, and new runs are written as they come,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from starship_dags.exceptions import StarshipConflictError, StarshipServerError
@@ -517,3 +519,39 @@ def test_a_marker_is_stored_with_one_request_and_replaces_an_older_one():
     sync_state.write_marker(target, "d", {"run_count": 2})
     assert target.calls == [("POST", key), ("DELETE", key), ("POST", key)]
     assert json.loads(target.stored[key]) == {"run_count": 2}
+
+
+class _EmptyHistory(_Variables):
+    """A source DAG without runs, and a target that keeps variables (the sync markers)."""
+
+    airflow_major = 2
+    request_count = api_calls = write_count = 0
+
+    def get_dag_runs(self, dag_id, limit, offset):
+        return {"dag_runs": [], "dag_run_count": 0}
+
+    def iter_dag_runs(self, dag_id, page_size, first=None):
+        return iter((first or {}).get("dag_runs") or [])
+
+    def url_from_endpoint(self, endpoint):
+        return "http://source/"
+
+
+@pytest.mark.parametrize("stored, calls", [
+    (True, ["DELETE", "POST"]),  # deleted before anything is written, stored again at the end
+    (False, ["POST"]),
+])
+def test_a_full_comparison_deletes_the_stored_marker_before_it_writes(stored, calls):
+    """A full comparison ignores the marker but deletes it first: a copy stopped halfway must not
+    leave behind a marker that says the DAG's history was complete."""
+    from starship_dags import sync_state
+    from starship_dags.operators.history import DagRunsMigrationOperator
+
+    key = sync_state.variable_key("d")
+    hooks = _EmptyHistory(**({key: "{}"} if stored else {}))
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[{"dag_id": "d", "marker": None,
+                                                                     "marker_stored": stored}])
+    op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
+    op.execute({"ti": _Ti()})
+    assert [method for method, _ in hooks.calls] == calls
+    assert json.loads(hooks.stored[key])["run_count"] == 0
