@@ -18,8 +18,9 @@ def test_the_sync_stands_aside_while_a_manual_migration_is_queued(source, target
     target.cli("dags", "trigger", "starship_migration", "-r", manual)  # no scheduler here: it stays queued
     try:
         result = rig.run_migration_dag(target, source, {"resources": ["pools", "dag_history"]}, dag_id="starship_sync")
-    finally:
-        target.sql("UPDATE dag_run SET state = 'failed' WHERE dag_id = 'starship_migration' AND run_id = %s", (manual,))
+    finally:  # leave no trace: other tests look for the newest run of the migration DAG
+        target.sql("DELETE FROM task_instance WHERE dag_id = 'starship_migration' AND run_id = %s", (manual,))
+        target.sql("DELETE FROM dag_run WHERE dag_id = 'starship_migration' AND run_id = %s", (manual,))
 
     assert result.run_state == "success", result.explain()
     states = result.task_states
