@@ -130,28 +130,23 @@ class MigrationOperator(StarshipOperator):
         any. The summary is logged, and kept in ``last_summary`` even when the task is killed."""
         summary = Summary(resource=self.resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts = []
-        before = self._request_counts()
-        started, cpu_started = time.monotonic(), time.process_time()
         summary.memory_start_mb = rss_mb() if reset_peak_rss() else None
         error: Exception | None = None
         try:
-            self.migrate(summary, context)
+            with self._measured(summary):
+                self.migrate(summary, context)
         except Exception as err:
             summary.add("failed", f"{self.resource} task", str(err))
             error = err
         finally:
-            summary.seconds = round(time.monotonic() - started, 3)
-            summary.cpu_seconds = round(time.process_time() - cpu_started, 3)
             if summary.memory_start_mb is not None:
                 summary.memory_peak_mb = rss_mb("VmHWM")
                 self.log.info("%s memory: %.1f MB at the start, peak %.1f MB (+%.1f MB), %.1f s (%.1f s of CPU)",
                               self.resource, summary.memory_start_mb, summary.memory_peak_mb,
                               summary.memory_peak_mb - summary.memory_start_mb, summary.seconds, summary.cpu_seconds)
             # each summary counts its own time and requests: the task's, less those of its parts
-            summary.seconds = round(summary.seconds - sum(part.seconds for part in self.parts), 3)
-            summary.cpu_seconds = round(summary.cpu_seconds - sum(part.cpu_seconds for part in self.parts), 3)
-            for name, value in self._request_counts().items():
-                setattr(summary, name, value - before.get(name, 0) - sum(getattr(part, name) for part in self.parts))
+            for name in ("seconds", "cpu_seconds", *self._request_counts()):
+                setattr(summary, name, round(getattr(summary, name) - sum(getattr(part, name) for part in self.parts), 3))
             summary.parts = [part.as_dict() for part in self.parts]
             self.last_summary = summary.as_dict()
             self.log.info("Summary of %s:\n%s", self.resource + (f" ({summary.dag_id})" if summary.dag_id else ""),
@@ -185,15 +180,21 @@ class MigrationOperator(StarshipOperator):
         the main summary's ``parts`` and counts the requests made in the block."""
         part = Summary(resource=resource, dag_id=self.summary_dag_id(), dry_run=as_bool(self.dry_run))
         self.parts.append(part)
+        with self._measured(part):
+            yield part
+
+    @contextmanager
+    def _measured(self, summary: Summary) -> Iterator[None]:
+        """Record in ``summary`` the wall time, the CPU time and the requests of the ``with`` block."""
         before = self._request_counts()
         started, cpu_started = time.monotonic(), time.process_time()
         try:
-            yield part
+            yield
         finally:
-            part.seconds = round(time.monotonic() - started, 3)
-            part.cpu_seconds = round(time.process_time() - cpu_started, 3)
+            summary.seconds = round(time.monotonic() - started, 3)
+            summary.cpu_seconds = round(time.process_time() - cpu_started, 3)
             for name, value in self._request_counts().items():
-                setattr(part, name, value - before.get(name, 0))
+                setattr(summary, name, value - before.get(name, 0))
 
     def summary_dag_id(self) -> str | None:
         return None
