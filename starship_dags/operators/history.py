@@ -118,14 +118,18 @@ class RunPager:
         self.offset, self.limit = 0, FIRST_PAGE_RUNS
         if estimate is not None:
             rows, runs = estimate
-            wanted = max(runs, 1) * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
-            self.limit = max(FIRST_PAGE_RUNS, min(wanted, MAX_PAGE_RUNS))
+            self.limit = max(FIRST_PAGE_RUNS, min(self._runs_for_page(runs=max(runs, 1), rows=rows), MAX_PAGE_RUNS))
 
     def advance(self, rows: int) -> None:
         """Move past the page just read, which held ``rows`` rows."""
         self.offset += self.limit
-        wanted = self.limit * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
+        wanted = self._runs_for_page(runs=self.limit, rows=rows)
         self.limit = max(1, min(wanted, self.limit * PAGE_GROWTH, MAX_PAGE_RUNS))
+
+    @staticmethod
+    def _runs_for_page(*, runs: int, rows: int) -> int:
+        """How many runs hold about PAGE_ROWS rows, when ``runs`` runs held ``rows`` (none: the most)."""
+        return runs * PAGE_ROWS // rows if rows else MAX_PAGE_RUNS
 
 
 def classify_runs(runs: Iterable[dict[str, Any]], selection: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
