@@ -291,8 +291,12 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         # through one: dag_runs also follows the start directly (through its input), the report
         # waits directly for the tasks it used to wait for through unpause (which the start may
         # skip), and unpause and the report for the settings tasks, not only through validate_settings.
+        # The history's later tasks (XComs, logs, validation) are its direct downstream too (through
+        # the group's input): those not selected are skipped before the group is expanded, so the
+        # scheduler does not weigh one waiting task per batch for each of them while the copy runs.
         start.children = {task_id: enabled for task_id, enabled in expected.items() if task_id.startswith("settings.")
-                          or task_id in (validate_settings.task_id, pause.task_id, unpause.task_id)}
+                          or task_id in (validate_settings.task_id, pause.task_id, unpause.task_id)
+                          or task_id in planned_by}
         report = MigrationReportOperator(
             task_id="report",
             expected=expected,

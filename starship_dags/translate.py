@@ -26,6 +26,10 @@ The differences, each applied by a table below:
   fills is left out rather than sent as NULL: the target stores its own default, as Airflow would
   for a row without the value, and every column sent costs the target's insert work. Rows of one
   source have the same columns, so a request body's rows still share one column list.
+* For the same reason a column that is NULL in every row of a request is left out of it
+  (:func:`without_null_columns`): Starship's insert compiles one bound parameter per row and
+  column, its largest cost per row. The target then stores NULL, as sent, except where a column
+  has a server default or Starship fills it in rows that have it: those columns are always sent.
 """
 
 from __future__ import annotations
@@ -78,6 +82,12 @@ RUN_TYPES: dict[tuple[int, int], dict[str, str]] = {
 
 #: Columns that point at source-only rows: always sent as NULL.
 SOURCE_ONLY_REFERENCES = ("creating_job_id", "queued_by_job_id", "job_id", "trigger_id")
+
+#: Columns sent even when NULL in every row of a request, because the target would not store NULL
+#: without them: Starship sets executor_config (to an empty dict) and pickles conf only in rows that
+#: have the key, and max_tries is nullable with a server default (-1) on Airflow 2. (Every other
+#: column of these tables with a server default is NOT NULL and never sent as NULL.)
+SENT_WHEN_NULL = frozenset({"executor_config", "conf", "max_tries"})
 
 #: Airflow 3 triggered_by for an Airflow 2 run, where the run type tells it.
 TRIGGERED_BY_FROM_RUN_TYPE = {
@@ -188,3 +198,16 @@ def translate(kind: str, row: dict[str, Any], source_major: int, target_major: i
             )
 
     return {column: out[column] for column in COLUMNS[(kind, target_major)] if column in out}
+
+
+def without_null_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Translated rows (of one source, so with the same columns) without the columns that are NULL
+    in every one of them, but those of SENT_WHEN_NULL. The rows are changed in place."""
+    if not rows:
+        return rows
+    empty = [c for c in rows[0] if c not in SENT_WHEN_NULL and all(row.get(c) is None for row in rows)]
+    if empty:
+        for row in rows:
+            for column in empty:
+                row.pop(column, None)
+    return rows

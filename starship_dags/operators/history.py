@@ -50,6 +50,7 @@ from starship_dags.translate import (
     parse_datetime,
     ti_natural_key,
     translate,
+    without_null_columns,
 )
 
 #: DAG ids of this package's own DAGs: never migrated.
@@ -343,7 +344,7 @@ class HistoryOperator(MigrationOperator):
             summary.created += len(rows)
             return []
         source_major, target_major = self.majors
-        translated = [translate(what.kind, row, source_major, target_major) for row in rows]
+        translated = without_null_columns([translate(what.kind, row, source_major, target_major) for row in rows])
         hook = self.target_hook
         result: PostResult = what.write(hook, translated, hold_tail=hold_tail)
         held = rows[len(rows) - result.held:] if result.held else []

@@ -41,7 +41,8 @@ for dag_id in spec["dags"]:
                          end_date=None if state == "queued" else started + datetime.timedelta(seconds=30),
                          queued_at=started, external_trigger=False, conf={"i": i, "ü": ["✓"]} if i % 10 == 0 else {},
                          data_interval_start=logical, data_interval_end=logical + datetime.timedelta(hours=1),
-                         clear_number=0))
+                         clear_number=0, creating_job_id=1, dag_hash="0f" * 16,
+                         last_scheduling_decision=None if state == "queued" else started + datetime.timedelta(seconds=30)))
         if state == "queued":
             continue
         for n, task_id in enumerate(spec["tasks"]):
@@ -50,12 +51,16 @@ for dag_id in spec["dags"]:
             common = dict(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=-1, pool="default_pool",
                           pool_slots=1, queue="default", priority_weight=len(spec["tasks"]) - n,
                           operator="_PythonDecoratedOperator", custom_operator_name="@task", hostname="worker-1",
-                          unixname="airflow", executor_config={}, max_tries=1 if retried else 0, task_display_name=task_id)
+                          unixname="airflow", executor_config={}, max_tries=1 if retried else 0, task_display_name=task_id,
+                          queued_by_job_id=1)
             t0 = started + datetime.timedelta(seconds=5 * n)
+            # as a scheduler leaves them: queued just before the start, run by a job in a process
+            common.update(queued_dttm=t0 - datetime.timedelta(seconds=1), job_id=10 + i, pid=1000 + i % 30000)
             if retried:
                 tries.append(dict(common, try_number=1, state="failed", start_date=t0, end_date=t0 + datetime.timedelta(seconds=1),
                                   duration=1.0))
                 t0 = t0 + datetime.timedelta(seconds=2)
+                common.update(queued_dttm=t0 - datetime.timedelta(seconds=1), job_id=20 + i)
             tis.append(dict(common, try_number=2 if retried else 1, state=ti_state, start_date=t0,
                             end_date=t0 + datetime.timedelta(seconds=3), duration=3.0 + (i % 7) / 10))
 with create_session() as session:

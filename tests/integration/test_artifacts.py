@@ -145,6 +145,12 @@ def test_xcoms_and_logs_of_scheduler_runs(history_target):
     idle = rig.run_migration_dag(target, source, ARTIFACTS)
     assert idle.run_state == "success", idle.explain()
     assert sum(s["target_writes"] for s in idle.summaries.values()) == 0
+    # Validation, not selected, was skipped by the start before the group was expanded.
+    later = target.sql(
+        "SELECT c.task_id, c.map_index, c.state FROM task_instance c "
+        "WHERE c.run_id = (SELECT run_id FROM dag_run WHERE dag_id = 'starship_migration' AND start_date IS NOT NULL "
+        "ORDER BY start_date DESC LIMIT 1) AND c.dag_id = 'starship_migration' AND c.task_id = 'history.validate'")
+    assert later == [("history.validate", -1, "skipped")], later
 
 
 @pytest.mark.parametrize("target", ["2.11"], indirect=True, scope="session")

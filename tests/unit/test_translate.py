@@ -6,7 +6,15 @@ import uuid
 
 import pytest
 
-from starship_dags.translate import COLUMNS, DAG_RUN, HISTORY, TASK_INSTANCE, stable_uuid7, translate
+from starship_dags.translate import (
+    COLUMNS,
+    DAG_RUN,
+    HISTORY,
+    TASK_INSTANCE,
+    stable_uuid7,
+    translate,
+    without_null_columns,
+)
 
 AF2_RUN = {
     "dag_id": "d", "run_id": "scheduled__2024-01-02T00:00:00+00:00", "execution_date": "2024-01-02 00:00:00+00:00",
@@ -92,6 +100,20 @@ def test_a_column_the_source_lacks_is_left_out_and_a_null_one_is_sent():
     # filled by a rule although the source lacks them
     assert (row["executor_config"], row["pool_slots"]) == (None, 1)
     assert set(row) <= set(COLUMNS[(TASK_INSTANCE, 2)])
+
+
+def test_a_column_null_in_every_row_of_a_request_is_left_out():
+    rows = [translate(TASK_INSTANCE, {**AF2_TI, "task_id": f"t{n}", "next_method": None, "hostname": None,
+                                      "max_tries": None, "rendered_map_index": "x" if n == 2 else None}, 2, 2)
+            for n in range(3)]
+    rows = without_null_columns(rows)
+    assert len({tuple(row) for row in rows}) == 1  # one column list for the whole request
+    columns = set(rows[0])
+    assert not columns & {"next_method", "hostname", "job_id", "trigger_id", "queued_by_job_id"}  # NULL in all
+    assert "rendered_map_index" in columns and rows[0]["rendered_map_index"] is None  # set in one row
+    # the target would not store NULL without them: Starship's executor_config, max_tries' server default
+    assert {"executor_config", "max_tries"} <= columns and rows[0]["max_tries"] is None
+    assert without_null_columns([]) == []
 
 
 def test_uuid7_time_prefix_follows_the_start():
