@@ -23,7 +23,7 @@ def test_benchmark_smoke(tmp_path, capsys):
     rows = seeded["runs"] + seeded["tis"] + seeded["tries"]
     assert seeded["runs"] == DAGS * RUNS and seeded["tis"] == DAGS * RUNS * TASKS
 
-    assert [c["rows"] for c in results["ceiling"]] == [rows]
+    assert [(c["rows"], c["lean"]) for c in results["ceiling"]] == [(rows, False), (rows, True)]
     for key in ("ours_local", "ours_celery"):
         assert results[key]["state"] == "success", results[key]
         assert results[key]["parity"] == "equal", results[key]
@@ -41,6 +41,7 @@ def test_benchmark_smoke(tmp_path, capsys):
     memory, = results["memory"]
     assert memory["state"] == "success" and memory["task_instances"] == 60 and memory["peak_rss_mb"], memory
 
-    for measure in ("raw ceiling, 2 thread(s)", "ours / raw ceiling", "ours, CeleryExecutor (2 workers)",
+    for measure in ("raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out", "ours / raw ceiling",
+                    "ours / raw ceiling with NULL columns left out", "ours, CeleryExecutor (2 workers)",
                     "ours / Starship operator", "peak task RSS, 60 task instances", "idle sync, source requests per DAG"):
         assert measure in printed, printed
