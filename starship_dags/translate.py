@@ -80,13 +80,14 @@ RUN_TYPES: dict[tuple[int, int], dict[str, str]] = {
     (3, 2): {"asset_triggered": "dataset_triggered"},
 }
 
-#: Columns that point at source-only rows: always sent as NULL.
+#: Columns that point at source-only rows: always NULL on the target (so usually left out of a
+#: request, as NULL in all its rows).
 SOURCE_ONLY_REFERENCES = ("creating_job_id", "queued_by_job_id", "job_id", "trigger_id")
 
 #: Columns sent even when NULL in every row of a request, because the target would not store NULL
 #: without them: Starship sets executor_config (to an empty dict) and pickles conf only in rows that
-#: have the key, and max_tries is nullable with a server default (-1) on Airflow 2. (Every other
-#: column of these tables with a server default is NOT NULL and never sent as NULL.)
+#: have the key, and max_tries is nullable with a server default (-1) on Airflow 2. (A real-server
+#: test checks on 2.11 and 3.3 that no other column sent is nullable with a server default.)
 SENT_WHEN_NULL = frozenset({"executor_config", "conf", "max_tries"})
 
 #: Airflow 3 triggered_by for an Airflow 2 run, where the run type tells it.
