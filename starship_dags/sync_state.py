@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starship_dags.exceptions import StarshipConflictError
-from starship_dags.hooks.starship import StarshipHook
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
 
 PREFIX = "starship_dags.sync."
 DESCRIPTION = "starship_dags incremental sync state (delete to force a full comparison)"

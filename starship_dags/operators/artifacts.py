@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import requests
 
@@ -47,10 +47,13 @@ from starship_dags.exceptions import (
     StarshipPayloadTooLargeError,
     StarshipServerError,
 )
-from starship_dags.hooks.starship import StarshipHook
+from starship_dags.operators.base import starship_hook
 from starship_dags.operators.history import PlannedOperator
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
 
 #: Task instance states whose XComs and logs are final.
 FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -131,7 +134,7 @@ class _ArtifactOperator(PlannedOperator):
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)
         if hooks is None:
-            source, target = StarshipHook(self.source_conn_id), StarshipHook(self.target_conn_id)
+            source, target = starship_hook(self.source_conn_id), starship_hook(self.target_conn_id)
             for hook, main in ((source, self.source_hook), (target, self.target_hook)):
                 hook.add_secrets(main._secrets)
                 # Known already: spares each thread a version request.

@@ -16,14 +16,16 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 
 from starship_dags.compat import AirflowSkipException, BaseOperator, mask_secret
 from starship_dags.exceptions import StarshipConflictError, StarshipError
-from starship_dags.hooks.starship import StarshipHook
 from starship_dags.report import Summary, expand, format_table, reset_peak_rss, rss_mb
+
+if TYPE_CHECKING:
+    from starship_dags.hooks.starship import StarshipHook
 
 CONFLICT_POLICIES = ("skip", "overwrite", "fail")
 PROGRESS_EVERY = 200
@@ -50,6 +52,14 @@ def as_name_list(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
+
+def starship_hook(conn_id: str) -> StarshipHook:
+    """A hook for this connection. The hook module imports the HTTP provider, which pulls in
+    aiohttp: imported here, when a task runs, it stays out of every parse of the DAG files."""
+    from starship_dags.hooks.starship import StarshipHook
+
+    return StarshipHook(conn_id)
+
 class StarshipOperator(BaseOperator):
     """Anything that talks to the source and the target: the two hooks, built lazily."""
 
@@ -69,11 +79,11 @@ class StarshipOperator(BaseOperator):
 
     @cached_property
     def source_hook(self) -> StarshipHook:
-        return StarshipHook(self.source_conn_id)
+        return starship_hook(self.source_conn_id)
 
     @cached_property
     def target_hook(self) -> StarshipHook:
-        return StarshipHook(self.target_conn_id)
+        return starship_hook(self.target_conn_id)
 
     def add_secrets(self, values: Iterable[Any]) -> None:
         """Keep these values out of task logs and out of error messages of both hooks."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starship_dags.compat import is_sensitive_key
-from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import KeyedResourceOperator
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
 
 
 def _parsed_extra(extra: Any) -> Any:

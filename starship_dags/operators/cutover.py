@@ -25,16 +25,18 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 
-from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
 from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, batch_specs, by_dag, plan_skipped
 from starship_dags.report import Summary, failed_total
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
 
 RESOURCE = "cutover"
 RECORD_PREFIX = INTERNAL_PREFIX + "cutover."

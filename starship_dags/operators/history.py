@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from starship_dags import sync_state
 from starship_dags.compat import skip_own_downstream
@@ -38,7 +38,6 @@ from starship_dags.exceptions import (
     StarshipTLSError,
     StarshipTransportError,
 )
-from starship_dags.hooks.starship import PostResult, StarshipHook
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
 from starship_dags.operators.guard import ActiveRunGuardOperator
 from starship_dags.report import Summary, failed_total
@@ -52,6 +51,9 @@ from starship_dags.translate import (
     translate,
     without_null_columns,
 )
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import PostResult, StarshipHook
 
 #: DAG ids of this package's own DAGs: never migrated.
 MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync"})
@@ -355,6 +357,8 @@ class HistoryOperator(MigrationOperator):
             summary.created += len(result.uncertain) - len(again)
             self.log.info("%d of %d rows of the uncertain batch were stored by the lost attempt; writing %d",
                           len(result.uncertain) - len(again), len(result.uncertain), len(again))
+            from starship_dags.hooks.starship import PostResult  # loaded already: the hook wrote the batch
+
             retried: PostResult = what.write(hook, again) if again else PostResult()
             summary.created += retried.sent
             result.failed.extend(retried.failed)

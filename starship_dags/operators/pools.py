@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starship_dags.hooks.starship import StarshipHook
 from starship_dags.operators.base import KeyedResourceOperator
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
 
 
 class PoolsMigrationOperator(KeyedResourceOperator):
