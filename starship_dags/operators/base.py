@@ -52,13 +52,13 @@ def as_name_list(value: Any) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-
 def starship_hook(conn_id: str) -> StarshipHook:
     """A hook for this connection. The hook module imports the HTTP provider, which pulls in
     aiohttp: imported here, when a task runs, it stays out of every parse of the DAG files."""
     from starship_dags.hooks.starship import StarshipHook
 
     return StarshipHook(conn_id)
+
 
 class StarshipOperator(BaseOperator):
     """Anything that talks to the source and the target: the two hooks, built lazily."""

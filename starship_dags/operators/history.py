@@ -345,6 +345,8 @@ class HistoryOperator(MigrationOperator):
         if summary.dry_run:
             summary.created += len(rows)
             return []
+        from starship_dags.hooks.starship import PostResult  # loaded with the hooks, by now
+
         source_major, target_major = self.majors
         translated = without_null_columns([translate(what.kind, row, source_major, target_major) for row in rows])
         hook = self.target_hook
@@ -357,8 +359,6 @@ class HistoryOperator(MigrationOperator):
             summary.created += len(result.uncertain) - len(again)
             self.log.info("%d of %d rows of the uncertain batch were stored by the lost attempt; writing %d",
                           len(result.uncertain) - len(again), len(result.uncertain), len(again))
-            from starship_dags.hooks.starship import PostResult  # loaded already: the hook wrote the batch
-
             retried: PostResult = what.write(hook, again) if again else PostResult()
             summary.created += retried.sent
             result.failed.extend(retried.failed)
