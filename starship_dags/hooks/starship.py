@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Any
@@ -762,9 +762,9 @@ class StarshipHook(HttpHook):
         fetch: Callable[..., dict[str, Any]],
         dag_id: str,
         list_key: str,
-        natural_key: Callable[[dict[str, Any]], tuple],
+        natural_key: Callable[[dict[str, Any]], Hashable],
         page_size: int,
-        seen: set[tuple],
+        seen: set[Hashable],
         first: dict[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Page by runs until ``dag_run_count`` is covered; yield each natural key once.
@@ -792,8 +792,9 @@ class StarshipHook(HttpHook):
         self, dag_id: str, *, page_size: int = 500, first: dict[str, Any] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every run of the DAG; if paging lost some (ties in start dates), one more read in a single page."""
-        seen: set[tuple] = set()
-        run_key = lambda r: (r["dag_id"], r["run_id"])  # noqa: E731
+        # the rows' own run id strings (every row is of this DAG): the caller keeps them anyway
+        seen: set[str] = set()
+        run_key = lambda r: r["run_id"]  # noqa: E731
         total = yield from self._iter_pages(self.get_dag_runs, dag_id, "dag_runs", run_key, page_size, seen, first)
         if len(seen) < total:
             self.log.warning("%s: paging returned %d of %d runs; reading them in one request", dag_id, len(seen), total)

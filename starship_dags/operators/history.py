@@ -26,6 +26,7 @@ log tasks when no run needs them, and tasks whose resource is not selected.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -482,6 +483,14 @@ class DagRunsMigrationOperator(HistoryOperator):
         if self.source_dag.get("problem"):
             summary.add("failed", f"DAG {dag_id!r}", self.source_dag["problem"])
             return
+        if self.copy_runs(summary):
+            # after copy_runs returned: what it held per run (the comparison) is freed by now
+            self.copy_children(summary, context)
+
+    def copy_runs(self, summary: Summary) -> bool:
+        """Compare the DAG's runs, write the missing finished ones and make the plan; False when the
+        marker shows the DAG unchanged (nothing more to do)."""
+        dag_id = self.dag_to_migrate
         source, target = self.source_hook, self.target_hook
         first = source.get_dag_runs(dag_id, limit=RUN_PAGE, offset=0)
         total = int(first.get("dag_run_count") or 0)
@@ -493,7 +502,7 @@ class DagRunsMigrationOperator(HistoryOperator):
             summary.unchanged = total - len(marker.get("pending", []))
             summary.notes.append("unchanged since the last sync")
             self.log.info("%s: unchanged since the last sync (%d runs); nothing to do", dag_id, total)
-            return
+            return False
         if (marker or self.source_dag.get("marker_stored")) and not summary.dry_run:
             sync_state.delete_marker(target, dag_id)
 
@@ -507,9 +516,12 @@ class DagRunsMigrationOperator(HistoryOperator):
             if when is not None:
                 target_by_date[when] = run["run_id"]
 
-        selected: list[tuple[int, str]] = []  # (position on the source, run id) of each selected run
+        # Per selected run: its id, and its position on the source (runs not selected count too).
+        # An array and a list of the rows' own id strings, not a tuple per run: 16 bytes a run.
+        selected: list[str] = []
+        positions = array("l")
         pending: list[str] = []
-        created: set[str] = set()  # sent to the target (the ones it refused are named in the summary)
+        created = 0  # runs sent to the target (the ones it refused are named in the summary)
         clashes: set[str] = set()
         batch: list[dict[str, Any]] = []
         cutoff: tuple[Any, str] | None = None
@@ -519,7 +531,8 @@ class DagRunsMigrationOperator(HistoryOperator):
                 summary.add("skipped", f"run {run_id!r}", f"{run.get('state')}: picked up by a later run")
                 pending.append(run_id)
                 continue
-            selected.append((position, run_id))
+            selected.append(run_id)
+            positions.append(position)
             ended = parse_datetime(run.get("end_date")) if run.get("end_date") else None
             if ended is not None and (cutoff is None or ended > cutoff[0]):
                 cutoff = (ended, str(run["end_date"]))
@@ -532,38 +545,41 @@ class DagRunsMigrationOperator(HistoryOperator):
                 summary.add("failed", f"run {run_id!r}", f"its logical date {when.isoformat()} is taken on the target by run {other!r}")
                 continue
             batch.append(run)
-            created.add(run_id)
+            created += 1
             if len(batch) >= WRITE_BATCH_RUNS:
                 batch = self.post(summary, batch, hold_tail=True)
         self.post(summary, batch)
-        summary.unchanged += len(selected) - len(created) - len(clashes)
+        summary.unchanged += len(selected) - created - len(clashes)
         refused = {f["item"] for f in summary.failures}
-        present = [
-            (pos, run_id) for pos, run_id in selected
-            if run_id in target_ids or (run_id not in clashes and f"run {run_id!r}" not in refused)
-        ]
-        if marker is None:
-            needed = present  # no proof of a complete earlier sync: check every run's children
-        else:
-            earlier_pending = set(marker.get("pending", []))
-            needed = [(pos, run_id) for pos, run_id in present if run_id in created or run_id in earlier_pending]
-        # Runs the target refused: their task instances cannot go in, the children name them.
-        present_ids = {run_id for _, run_id in present}
-        missing_runs = [(pos, run_id) for pos, run_id in selected if run_id not in present_ids]
-        deepest = max((pos for pos, _ in (*needed, *missing_runs)), default=-1)
         # XComs and logs: runs written now or earlier pending, unless the marker does not prove that
         # the earlier runs got them (no marker, or a kind selected that the last sync did not copy).
         covered = set((marker or {}).get("selection", {}).get("artifacts") or [])
-        artifact_runs = needed if marker is not None and covered >= set(selection["artifacts"]) else present
+        artifacts_of_needed = marker is not None and covered >= set(selection["artifacts"])
+        earlier_pending = set(marker.get("pending", [])) if marker is not None else set()
+        needed: list[str] = []  # runs whose task instances and history are checked
+        present: list[str] = []  # runs on the target now
+        missing_runs: list[str] = []  # runs the target refused: the children name their rows
+        deepest = -1  # the position of the last run the children need (positions only grow)
+        for position, run_id in zip(positions, selected):
+            if run_id not in target_ids and (run_id in clashes or f"run {run_id!r}" in refused):
+                missing_runs.append(run_id)
+                deepest = position
+                continue
+            present.append(run_id)
+            # with no marker there is no proof of a complete earlier sync: every run is checked;
+            # else the runs written now (those not on the target before) and those pending before
+            if marker is None or run_id not in target_ids or run_id in earlier_pending:
+                needed.append(run_id)
+                deepest = position
         self.plan = {
             "dag_id": dag_id,
             "idle": False,
-            "run_ids": [run_id for _, run_id in needed],
+            "run_ids": needed,
             # of those, the runs that were on the target before this task: only their task instances
             # and history can be there already, so only they are looked up on the target
-            "existing_run_ids": [run_id for _, run_id in needed if run_id in target_ids],
-            "artifact_run_ids": [run_id for _, run_id in artifact_runs] if selection["artifacts"] else [],
-            "refused_run_ids": [run_id for _, run_id in missing_runs],
+            "existing_run_ids": [run_id for run_id in needed if run_id in target_ids],
+            "artifact_run_ids": (needed if artifacts_of_needed else present) if selection["artifacts"] else [],
+            "refused_run_ids": missing_runs,
             # how deep the children read the source: everything when there is no marker, else
             # down to the deepest run that needs its children (they read on if one is missing)
             "scan_runs": total if marker is None else deepest + 1,
@@ -580,9 +596,9 @@ class DagRunsMigrationOperator(HistoryOperator):
         self.log.info(
             "%s: %d runs on the source, %d on the target; %d written, %d skipped as unfinished; "
             "task instances to check for %d runs",
-            dag_id, total, len(target_ids), len(created), len(pending), len(needed),
+            dag_id, total, len(target_ids), created, len(pending), len(needed),
         )
-        self.copy_children(summary, context)
+        return True
 
     def copy_children(self, summary: Summary, context: Any) -> None:
         """The task instances, then the retry history, of the runs the plan names."""
@@ -620,17 +636,18 @@ class DagRunsMigrationOperator(HistoryOperator):
         on_target = ({what.natural_key(r) for r in what.target_rows(self.target_hook, dag_id)
                       if r["run_id"] in maybe_there} if maybe_there else set())
         # A page holds every row of its runs; a run met on an earlier page (ties in start dates move
-        # runs between pages) is skipped whole. Remembering run ids, not row keys, keeps memory small.
-        done_runs: set[str] = set()
+        # runs between pages) is skipped whole: a run leaves ``open_runs`` with the page it is met
+        # on. A set that only shrinks, of the plan's own run id strings, keeps memory small.
+        open_runs = needed | refused
         without_run: dict[str, int] = {}
-        unseen_runs = set(expected)
+        unseen = len(expected)  # runs of ``expected`` not met yet
         depth, total = int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
         pager = RunPager(estimate)
         earlier_tries = 0
         held: list[dict[str, Any]] = []  # rows read but not written yet (the last body of a page)
         # Read down to the planned depth, and further while a needed run has not shown up yet
         # (ties in start dates can move runs between pages), but never past the last run.
-        while pager.offset < depth or (unseen_runs and pager.offset < total):
+        while pager.offset < depth or (unseen and pager.offset < total):
             page = what.source_page(self.source_hook, dag_id, pager.offset, pager.limit)
             if pager.offset == 0:  # runs that started since the plan push the ones we need further down
                 total = max(total, int(page.get("dag_run_count") or 0))
@@ -643,7 +660,7 @@ class DagRunsMigrationOperator(HistoryOperator):
                 run_id = row["run_id"]
                 tries = int(row.get("try_number") or 0)
                 earlier_tries += max(tries - 1, 0)
-                if run_id in done_runs or (run_id not in needed and run_id not in refused):
+                if run_id not in open_runs:  # not wanted, or met on an earlier page
                     continue
                 key = what.natural_key(row)
                 if key in page_keys:
@@ -653,18 +670,21 @@ class DagRunsMigrationOperator(HistoryOperator):
                 if run_id in refused:
                     without_run[run_id] = without_run.get(run_id, 0) + 1
                     continue
-                unseen_runs.discard(run_id)
                 if retried is not None and tries > 1:
                     retried.add(run_id)
                 if key in on_target:
                     summary.unchanged += 1
                 else:
                     missing.append(row)
-            done_runs |= page_runs
+            open_runs -= page_runs
+            unseen -= sum(1 for run_id in page_runs if run_id in expected)
             held = self.post(summary, held + missing, what, hold_tail=True)
             pager.advance(len(rows))
             self.log.info("%s %s: read %d of %d runs (planned depth %d); %d written so far", dag_id,
                           what.resource, min(pager.offset, total), total, depth, summary.created)
+            # let this page go before the next one is read (``held`` keeps the rows still to send):
+            # two pages alive at once would double the peak
+            page = rows = missing = None
         self.post(summary, held, what)
         for run_id, count in sorted(without_run.items()):
             summary.add("skipped", f"{count} row(s) of run {run_id!r}",

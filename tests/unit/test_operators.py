@@ -329,6 +329,107 @@ def test_task_instances_of_runs_written_just_now_are_not_looked_up_on_the_target
     assert hooks.target_reads == 2  # task instances, then retry history
 
 
+def test_rows_of_refused_runs_are_counted_once_and_not_written():
+    # r2 was refused by the target; its rows show up on both pages (a tie moved the run)
+    pages = [[_ti("r1"), _ti("r2"), _ti("r2", "u")], [_ti("r2"), _ti("r2", "u"), _ti("r3")]]
+    plan = {"run_ids": ["r1", "r3"], "existing_run_ids": [], "refused_run_ids": ["r2"], "scan_runs": 200,
+            "source_total": 200}
+    parts, written = _children_run(plan, _TiPages(pages))
+    assert [(run, task) for what, run, task in written if what == "task_instances"] == [("r1", "t"), ("r3", "t")]
+    assert parts[0].skipped == 2 and [item.split(" (")[0] for item in parts[0].skipped_items] == ["2 row(s) of run 'r2'"]
+
+
+class _Runs:
+    """A source or target with these runs (one page), for dag_runs' comparison."""
+
+    airflow_major = 2
+
+    def __init__(self, runs):
+        self.runs = runs
+
+    def get_dag_runs(self, dag_id, limit, offset):
+        return {"dag_runs": self.runs[offset:offset + limit], "dag_run_count": len(self.runs)}
+
+    def iter_dag_runs(self, dag_id, page_size=500, first=None):
+        yield from self.runs
+
+    def url_from_endpoint(self, endpoint):
+        return "http://source/"
+
+
+def _run(run_id, day, state="success"):
+    when = f"2024-01-{day:02d}T00:00:00+00:00"
+    return {"dag_id": "d", "run_id": run_id, "state": state, "logical_date": when, "end_date": when}
+
+
+@pytest.mark.parametrize("with_marker", [False, True])
+def test_dag_runs_plans_which_runs_the_later_steps_check(monkeypatch, with_marker):
+    from starship_dags import sync_state
+    from starship_dags.operators.history import DagRunsMigrationOperator
+
+    source = [_run("r0", 1), _run("r1", 2), _run("r2", 3, "running"), _run("r3", 4), _run("r4", 5),
+              _run("r5", 6), _run("r6", 7)]
+    # r0, r5 and r6 are on the target; r3's logical date is taken there by another run
+    target = [_run("r0", 1), {**_run("other", 4)}, _run("r5", 6), _run("r6", 7)]
+    selection = {"runs_limit": 0, "since": None, "artifacts": []}  # the last sync copied no XComs
+    marker = sync_state.make_marker(source_url="http://source/", run_count=7, digest="older", pending=["r5"],
+                                    selection=selection) if with_marker else None
+    monkeypatch.setattr(sync_state, "delete_marker", lambda hook, dag_id: None)
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[], artifacts=["xcoms"])
+    op.source_dag = {"dag_id": "d", "marker": marker, "marker_stored": with_marker}
+    op.__dict__["source_hook"], op.__dict__["target_hook"] = _Runs(source), _Runs(target)
+    posted = []
+
+    def post(summary, rows, what=None, hold_tail=False):
+        for row in rows:
+            posted.append(row["run_id"])
+            if row["run_id"] == "r4":
+                summary.add("failed", "run 'r4'", "refused by the target")
+            else:
+                summary.created += 1
+        return []
+
+    op.post = post
+    summary = Summary(resource="dag_runs")
+    assert op.copy_runs(summary) is True
+    plan = op.plan
+    assert posted == ["r1", "r4"] and summary.created == 1 and summary.unchanged == 3  # r0, r5, r6
+    assert plan["refused_run_ids"] == ["r3", "r4"]
+    assert [f["item"] for f in summary.failures] == ["run 'r3'", "run 'r4'"]
+    if with_marker:  # the run written now, and the one pending at the last sync
+        assert plan["run_ids"] == ["r1", "r5"] and plan["existing_run_ids"] == ["r5"]
+        assert plan["scan_runs"] == 6  # down to r5, at position 5
+    else:  # no proof of an earlier complete sync: every run on the target
+        assert plan["run_ids"] == ["r0", "r1", "r5", "r6"] and plan["existing_run_ids"] == ["r0", "r5", "r6"]
+        assert plan["scan_runs"] == 7
+    # XComs were not copied by the last sync: every run on the target gets them checked
+    assert plan["artifact_run_ids"] == ["r0", "r1", "r5", "r6"]
+    assert plan["marker"]["pending"] == ["r2"]
+
+
+def test_dag_runs_plans_only_new_runs_artifacts_when_the_marker_covers_them(monkeypatch):
+    from starship_dags import sync_state
+    from starship_dags.operators.history import DagRunsMigrationOperator
+
+    source = [_run("r0", 1), _run("r1", 2), _run("r2", 3)]
+    selection = {"runs_limit": 0, "since": None, "artifacts": ["xcoms"]}
+    marker = sync_state.make_marker(source_url="http://source/", run_count=2, digest="older", pending=[],
+                                    selection=selection)
+    monkeypatch.setattr(sync_state, "delete_marker", lambda hook, dag_id: None)
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[], artifacts=["xcoms"])
+    op.source_dag = {"dag_id": "d", "marker": marker, "marker_stored": True}
+    op.__dict__["source_hook"], op.__dict__["target_hook"] = _Runs(source), _Runs(source[:2])
+    op.post = lambda summary, rows, what=None, hold_tail=False: []
+    assert op.copy_runs(Summary(resource="dag_runs")) is True
+    assert op.plan["run_ids"] == op.plan["artifact_run_ids"] == ["r2"] and op.plan["scan_runs"] == 3
+    # the same source again, with a marker made from it: unchanged, nothing planned
+    op.source_dag["marker"] = sync_state.make_marker(
+        source_url="http://source/", run_count=3, digest=sync_state.page_digest(source), pending=[],
+        selection=selection)
+    summary = Summary(resource="dag_runs")
+    assert op.copy_runs(summary) is False and summary.unchanged == 3
+
+
 def test_rows_of_several_pages_go_in_full_request_bodies(mocker, conn_env):
     import json
 
