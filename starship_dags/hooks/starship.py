@@ -698,6 +698,13 @@ class StarshipHook(HttpHook):
     def airflow_major(self) -> int:
         return int(self.airflow_version.split(".", 1)[0])
 
+    def known_version(self, version: Any) -> None:
+        """Take ``version`` as the server's Airflow version, read moments ago by another task of the
+        same run: spares this hook its version request. Nothing changes when ``version`` is empty or
+        the hook already has one."""
+        if version and "airflow_version" not in self.__dict__:
+            self.__dict__["airflow_version"] = str(version)  # where the cached property keeps it
+
     def health(self) -> str:
         return self.request("GET", "health").text
 

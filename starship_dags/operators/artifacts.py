@@ -137,8 +137,7 @@ class _ArtifactOperator(PlannedOperator):
             source, target = starship_hook(self.source_conn_id), starship_hook(self.target_conn_id)
             for hook, main in ((source, self.source_hook), (target, self.target_hook)):
                 hook.add_secrets(main._secrets)
-                # Known already: spares each thread a version request.
-                hook.__dict__["airflow_version"] = main.airflow_version
+                hook.known_version(main.airflow_version)  # spares each thread a version request
             with self._lock:
                 self._worker_hooks.append((source, target))
             hooks = self._local.hooks = (source, target)

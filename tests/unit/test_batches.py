@@ -24,6 +24,7 @@ class _Dags:
     """The source's and the target's DAG lists, and no sync markers."""
 
     airflow_major = 2
+    airflow_version = "2.11.0"
 
     def __init__(self, dag_ids):
         self.dag_ids = dag_ids
@@ -55,6 +56,9 @@ def test_dags_are_dealt_out_over_the_history_tasks():
     # fewer DAGs than tasks: one task per DAG, no empty task
     assert [[spec["dag_id"] for spec in batch] for batch in _discover(["a", "b"], "4")] == [["a"], ["b"]]
     assert _discover([], 4) == []
+    # each DAG carries both servers' versions: the history tasks need not ask for them
+    assert {(spec["source_version"], spec["target_version"]) for batch in batches for spec in batch} == {
+        ("2.11.0", "2.11.0")}
 
 
 @pytest.mark.parametrize("tasks", [0, "many", None])

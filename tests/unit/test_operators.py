@@ -628,6 +628,9 @@ class _EmptyHistory(_Variables):
     airflow_major = 2
     request_count = api_calls = write_count = 0
 
+    def known_version(self, version):
+        self.versions = [*getattr(self, "versions", []), version]
+
     def get_dag_runs(self, dag_id, limit, offset):
         return {"dag_runs": [], "dag_run_count": 0}
 
@@ -656,3 +659,21 @@ def test_a_full_comparison_deletes_the_stored_marker_before_it_writes(stored, ca
     op.execute({"ti": _Ti()})
     assert [method for method, _ in hooks.calls] == calls
     assert json.loads(hooks.stored[key])["run_count"] == 0
+
+
+def test_history_tasks_take_the_server_versions_start_read(mocker, conn_env):
+    from starship_dags.hooks.starship import StarshipHook
+    from starship_dags.operators.history import DagRunsMigrationOperator
+
+    hook = StarshipHook(conn_env("s", host="http://127.0.0.1:9", password="x"))
+    request = mocker.patch.object(hook, "request", side_effect=AssertionError("no request expected"))
+    hook.known_version("3.1.2")
+    hook.known_version("2.11.0")  # the first one stays
+    assert (hook.airflow_version, hook.airflow_major) == ("3.1.2", 3) and not request.called
+    # a history task hands each hook the version of its batch's specs
+    hooks = _EmptyHistory()
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[
+        {"dag_id": "d", "marker": None, "marker_stored": False, "source_version": "2.11.0", "target_version": "3.1.2"}])
+    op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
+    op.execute({"ti": _Ti()})
+    assert hooks.versions == ["2.11.0", "3.1.2"]
