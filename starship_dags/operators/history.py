@@ -163,8 +163,8 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
     the target's scheduler a task start and a scheduling round.
 
     Returns a list of batches, each a list of ``{"dag_id", "marker", "marker_stored", "problem",
-    "source_version", "target_version"}`` (``marker`` is None for a full comparison,
-    ``marker_stored`` whether one is there; the servers' Airflow versions): the input of
+    "target_version"}`` (``marker`` is None for a full comparison, ``marker_stored`` whether one is
+    there; the target's Airflow version): the input of
     the mapped task group. Each task of the group costs the target's scheduler a task start (about
     a CPU-second), so a few tasks with many DAGs each copy faster than one task per DAG.
     """
@@ -197,9 +197,9 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
             self.log.warning("Not on the source, ignored: %s", ", ".join(unknown))
         dag_ids = sorted((set(wanted) & set(source_dags)) if wanted else set(source_dags))
         dag_ids = [d for d in dag_ids if d not in excluded]
-        # both versions go to the history tasks with each DAG: each of them would ask for them again
-        versions = {"source_version": self.source_hook.airflow_version,
-                    "target_version": self.target_hook.airflow_version}
+        # the target's version goes to the history tasks with each DAG, sparing each a request (the
+        # source's is not asked here: an idle sync never needs it)
+        target_version = self.target_hook.airflow_version
         parsed = {d["dag_id"] for d in self.target_hook.get_dags()} if self.target_hook.airflow_major >= 3 else None
         # With a full comparison the markers are ignored, but still looked up: the copy deletes a
         # DAG's marker before it writes, so that a copy stopped halfway leaves none behind.
@@ -215,7 +215,7 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
                 )
             stored = markers.get(dag_id)
             specs.append({"dag_id": dag_id, "marker": None if full else stored, "problem": problem,
-                          "marker_stored": stored is not None, **versions})
+                          "marker_stored": stored is not None, "target_version": target_version})
         batches = [specs[start::tasks] for start in range(min(tasks, len(specs)))]
         self.log.info(
             "%d DAG(s) to migrate in %d task(s): %s%s", len(specs), len(batches), ", ".join(dag_ids[:50]),
@@ -247,8 +247,7 @@ class HistoryOperator(MigrationOperator):
         self.begin()
         summaries: list[dict[str, Any]] = []
         batch = list(self.source_dags or [])
-        if batch:  # the versions ``start`` read: no version request here
-            self.source_hook.known_version(batch[0].get("source_version"))
+        if batch:  # the version ``start`` read: no version request here
             self.target_hook.known_version(batch[0].get("target_version"))
         try:
             for position, spec in enumerate(batch):

@@ -56,9 +56,8 @@ def test_dags_are_dealt_out_over_the_history_tasks():
     # fewer DAGs than tasks: one task per DAG, no empty task
     assert [[spec["dag_id"] for spec in batch] for batch in _discover(["a", "b"], "4")] == [["a"], ["b"]]
     assert _discover([], 4) == []
-    # each DAG carries both servers' versions: the history tasks need not ask for them
-    assert {(spec["source_version"], spec["target_version"]) for batch in batches for spec in batch} == {
-        ("2.11.0", "2.11.0")}
+    # each DAG carries the target's version: the history tasks need not ask for it
+    assert {spec["target_version"] for batch in batches for spec in batch} == {"2.11.0"}
 
 
 @pytest.mark.parametrize("tasks", [0, "many", None])
