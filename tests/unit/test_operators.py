@@ -370,7 +370,7 @@ def test_dag_runs_plans_which_runs_the_later_steps_check(monkeypatch, with_marke
     source = [_run("r0", 1), _run("r1", 2), _run("r2", 3, "running"), _run("r3", 4), _run("r4", 5),
               _run("r5", 6), _run("r6", 7)]
     # r0, r5 and r6 are on the target; r3's logical date is taken there by another run
-    target = [_run("r0", 1), {**_run("other", 4)}, _run("r5", 6), _run("r6", 7)]
+    target = [_run("r0", 1), _run("other", 4), _run("r5", 6), _run("r6", 7)]
     selection = {"runs_limit": 0, "since": None, "artifacts": []}  # the last sync copied no XComs
     marker = sync_state.make_marker(source_url="http://source/", run_count=7, digest="older", pending=["r5"],
                                     selection=selection) if with_marker else None
