@@ -771,25 +771,35 @@ class StarshipHook(HttpHook):
         list_key: str,
         natural_key: Callable[[dict[str, Any]], Hashable],
         page_size: int,
-        seen: set[Hashable],
+        seen_runs: set[str],
         first: dict[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Page by runs until ``dag_run_count`` is covered; yield each natural key once.
 
-        The server orders by start date without a tie-breaker and each page is its own query, so
-        pages may overlap when the source changes or dates tie: duplicates are dropped here.
+        A page holds every row of its runs. The server orders by start date without a tie-breaker
+        and each page is its own query, so pages may overlap when the source changes or dates tie:
+        a run met on an earlier page is skipped whole. Only run ids (``seen_runs``) outlive a page,
+        not a key per row, so reading a DAG's task instances holds about one string per run.
         ``first`` is page one when the caller already has it. Returns the last ``dag_run_count``.
         """
         offset, page, total = 0, first, 0
+        page_keys: set[Hashable] = set()  # of the page being read
         while True:
             if page is None:
                 page = fetch(dag_id, limit=page_size, offset=offset)
             total = int(page.get("dag_run_count") or 0)
+            page_runs: set[str] = set()
             for row in page.get(list_key) or []:
+                run_id = row["run_id"]
+                if run_id in seen_runs:
+                    continue
                 key = natural_key(row)
-                if key not in seen:
-                    seen.add(key)
+                if key not in page_keys:
+                    page_keys.add(key)
+                    page_runs.add(run_id)
                     yield row
+            seen_runs |= page_runs
+            page_keys.clear()
             offset += page_size
             if offset >= total:
                 return total
@@ -806,8 +816,8 @@ class StarshipHook(HttpHook):
         if len(seen) < total:
             self.log.warning("%s: paging returned %d of %d runs; reading them in one request", dag_id, len(seen), total)
             for run in self.get_dag_runs(dag_id, limit=total + page_size, offset=0).get("dag_runs") or []:
-                if run_key(run) not in seen:
-                    seen.add(run_key(run))
+                if run["run_id"] not in seen:
+                    seen.add(run["run_id"])
                     yield run
 
     def iter_task_instances(self, dag_id: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:

@@ -111,6 +111,20 @@ HISTORY_ROWS = RowKind(
 )
 
 
+def keys_of_runs(rows: Iterable[dict[str, Any]], natural_key: Callable[[dict[str, Any]], tuple],
+                 runs: set[str]) -> set[tuple]:
+    """The natural keys of the rows of ``runs``, for a set held while a DAG is copied or counted.
+
+    Every row read brings its own copies of the DAG id, run id and task id strings; a key keeps
+    the equal string met first instead (the run ids of ``runs`` themselves), so each string is
+    held once, not once per row: a key costs about a third of what it would."""
+    strings: dict[str, str] = {run_id: run_id for run_id in runs}
+    return {
+        tuple(strings.setdefault(part, part) if type(part) is str else part for part in natural_key(row))
+        for row in rows if row["run_id"] in runs
+    }
+
+
 class RunPager:
     """Where the next page of a run-paged read starts and how many runs it asks for.
 
@@ -323,21 +337,25 @@ class HistoryOperator(MigrationOperator):
         sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
 
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Task instances of these runs, read by pages of runs until every run was seen."""
+        """Task instances of these runs, read by pages of runs until every run was seen. A page
+        holds every row of its runs: a run met on an earlier page (pages overlap when start dates
+        tie) is skipped whole, so only the runs not met yet are kept, not a key per row."""
         unseen, pager = set(run_ids), RunPager()
         total = int(plan.get("source_total") or 0)
-        seen: set[tuple] = set()
         while unseen and pager.offset < max(total, 1):
             page = self.source_hook.get_task_instances(dag_id, limit=pager.limit, offset=pager.offset)
             total = max(total, int(page.get("dag_run_count") or 0))
             rows = page.get("task_instances") or []
+            page_keys: set[tuple] = set()
             for row in rows:
-                key = (row["run_id"], row["task_id"], int(row.get("map_index", -1)))
-                if row["run_id"] in run_ids and key not in seen:
-                    seen.add(key)
-                    unseen.discard(row["run_id"])
-                    yield row
+                if row["run_id"] in unseen:
+                    key = ti_natural_key(row)
+                    if key not in page_keys:
+                        page_keys.add(key)
+                        yield row
+            unseen -= {key[1] for key in page_keys}
             pager.advance(len(rows))
+            page = rows = page_keys = None
 
     def post(self, summary: Summary, rows: list[dict[str, Any]], what: RowKind = RUN_ROWS, *,
              hold_tail: bool = False) -> list[dict[str, Any]]:
@@ -638,8 +656,8 @@ class DagRunsMigrationOperator(HistoryOperator):
         as many retry-history rows are in those runs."""
         # Runs that dag_runs wrote just now cannot have rows on the target yet: only the others are read there.
         maybe_there = needed & set(plan["existing_run_ids"]) if "existing_run_ids" in plan else needed
-        on_target = ({what.natural_key(r) for r in what.target_rows(self.target_hook, dag_id)
-                      if r["run_id"] in maybe_there} if maybe_there else set())
+        on_target = (keys_of_runs(what.target_rows(self.target_hook, dag_id), what.natural_key, maybe_there)
+                     if maybe_there else set())
         # A page holds every row of its runs; a run met on an earlier page (ties in start dates move
         # runs between pages) is skipped whole: a run leaves ``open_runs`` with the page it is met
         # on. A set that only shrinks, of the plan's own run id strings, keeps memory small.
@@ -743,6 +761,7 @@ __all__ = [
     "DagRunsMigrationOperator",
     "PlannedOperator",
     "classify_runs",
+    "keys_of_runs",
     "plan_skipped",
     "DiscoverDagsOperator",
 ]

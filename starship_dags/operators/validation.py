@@ -20,6 +20,7 @@ from starship_dags.operators.history import (
     TARGET_TI_PAGE_RUNS,
     PlannedOperator,
     classify_runs,
+    keys_of_runs,
 )
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime, ti_natural_key
@@ -29,17 +30,23 @@ SHOWN_MISSING = 5  # missing items named per failed count
 
 
 def compare_counts(summary: Summary, what: str, source_keys: Iterable[Any], target_keys: Iterable[Any]) -> bool:
-    """One check: every source key must be on the target. Notes the counts, names what is missing."""
-    wanted = set(source_keys)
-    present = wanted & set(target_keys)
-    summary.notes.append(f"{what}: source {len(wanted)}, target {len(present)}")
-    missing = sorted(wanted - present, key=str)
-    if not missing:
+    """One check: every source key must be on the target. Notes the counts, names what is missing.
+
+    The target's keys are streamed against the source's, not collected: only the source's set and
+    the shrinking set of those not met yet are held."""
+    wanted = source_keys if isinstance(source_keys, (set, frozenset)) else set(source_keys)
+    not_met = set(wanted)
+    for key in target_keys:
+        not_met.discard(key)
+    present = len(wanted) - len(not_met)
+    summary.notes.append(f"{what}: source {len(wanted)}, target {present}")
+    if not not_met:
         summary.add("unchanged", what)
         return True
+    missing = sorted(not_met, key=str)
     shown = ", ".join(_show(k) for k in missing[:SHOWN_MISSING])
     more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
-    summary.add("failed", what, f"source {len(wanted)}, target {len(present)}; missing: {shown}{more}")
+    summary.add("failed", what, f"source {len(wanted)}, target {present}; missing: {shown}{more}")
     return False
 
 
@@ -116,7 +123,7 @@ class HistoryValidationOperator(PlannedOperator):
         if newer:
             summary.notes.append(f"{len(newer)} run(s) finished after the copy read the source; the next run copies them")
         runs_ok = compare_counts(summary, "runs", wanted, (r["run_id"] for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)))
-        source_tis = (ti_natural_key(r) for r in self.source_task_instances(dag_id, wanted, self.plan or {}))
+        source_tis = keys_of_runs(self.source_task_instances(dag_id, wanted, self.plan or {}), ti_natural_key, wanted)
         target_tis = (ti_natural_key(r) for r in target.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
                       if r["run_id"] in wanted)
         tis_ok = compare_counts(summary, "task instances", source_tis, target_tis)

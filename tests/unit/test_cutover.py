@@ -225,6 +225,16 @@ def test_compare_counts_names_what_is_missing():
     assert summary.failures[0]["reason"] == "source 2, target 1; missing: r/t2[3]"
 
 
+def test_compare_counts_streams_the_target_and_leaves_the_source_set_alone():
+    summary = Summary(resource="validation")
+    wanted = {"a", "b", "c"}
+    # a target key met twice, and one the source does not have, change nothing
+    assert not compare_counts(summary, "runs", wanted, iter(["a", "a", "x", "c"]))
+    assert wanted == {"a", "b", "c"}
+    assert summary.notes == ["runs: source 3, target 2"]
+    assert summary.failures[0]["reason"] == "source 3, target 2; missing: 'b'"
+
+
 def test_classify_runs_applies_since_and_limit_to_finished_runs_only():
     runs = [{"run_id": "q", "state": "queued"},
             {"run_id": "new", "state": "success", "logical_date": "2026-03-01T00:00:00+00:00"},

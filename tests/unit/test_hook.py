@@ -325,3 +325,20 @@ def test_a_login_that_met_an_unwell_server_is_not_remembered_as_refused(fake_ser
         StarshipHook(conn).get_pools()
     fake_server.script((401, None, {}), (201, None, {"access_token": "jwt"}), (200, None, []))
     assert StarshipHook(conn).get_pools() == []  # the next task logs in normally
+
+
+def _ti(run_id: str, task_id: str, map_index: int = -1) -> dict:
+    return {"dag_id": "d", "run_id": run_id, "task_id": task_id, "map_index": map_index}
+
+
+def test_task_instance_pages_that_overlap_give_each_run_once_from_its_first_page(mocker, conn_env):
+    hook = StarshipHook(conn_env("c", host="http://127.0.0.1:9", password="t"))
+    # paged by runs, two to a page; dates tie, so the second page repeats run b (one of its
+    # task instances more by then: the run is taken whole from the page it was met on first)
+    pages = {0: [_ti("a", "t"), _ti("a", "u"), _ti("b", "t")],
+             2: [_ti("b", "t"), _ti("b", "u"), _ti("c", "t"), _ti("c", "t")],
+             4: [_ti("d", "t", 0), _ti("d", "t", 1)]}
+    mocker.patch.object(hook, "get_task_instances", side_effect=lambda dag_id, limit, offset: {
+        "task_instances": pages[offset], "dag_run_count": 5})
+    got = [(r["run_id"], r["task_id"], r["map_index"]) for r in hook.iter_task_instances("d", page_size=2)]
+    assert got == [("a", "t", -1), ("a", "u", -1), ("b", "t", -1), ("c", "t", -1), ("d", "t", 0), ("d", "t", 1)]
