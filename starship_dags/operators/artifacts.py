@@ -29,12 +29,14 @@ appended to.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, TYPE_CHECKING, Any
@@ -64,6 +66,7 @@ DEFAULT_CONCURRENCY = 4
 #: but written as files where it reads them; ``extra.max_log_post_bytes`` of the target changes it.
 MAX_LOG_POST_BYTES = 1024 * 1024
 PROGRESS_EVERY = 500
+IN_FLIGHT_PER_THREAD = 8  # task instances read from the source and waiting, per copying thread
 #: The file name template Airflow seeds as its oldest log template (used for runs without one).
 LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }}.log"
 _NOT_JSON = object()
@@ -102,34 +105,48 @@ class _ArtifactOperator(PlannedOperator):
         self.store_marker(summary, context)
 
     def copy_all(self, summary: Summary) -> None:
+        """Copy the finished task instances of the planned runs as the source's pages come in: at
+        most IN_FLIGHT_PER_THREAD per thread are read and waiting, never the DAG's whole list, so
+        memory stays flat however many task instances the DAG has."""
         plan = self.plan or {}
         dag_id = self.dag_to_migrate
         wanted = set(plan.get("artifact_run_ids") or [])
         if plan.get("idle") or not wanted:
             return
-        rows = [r for r in self.source_task_instances(dag_id, wanted, plan) if r.get("state") in FINISHED_TI_STATES]
-        self.log.info("%s %s: %d finished task instances in %d runs", dag_id, self.resource, len(rows), len(wanted))
-        if not rows:
+        rows = (r for r in self.source_task_instances(dag_id, wanted, plan) if r.get("state") in FINISHED_TI_STATES)
+        first = next(rows, None)
+        if first is None:
+            self.log.info("%s %s: no finished task instances in %d runs", dag_id, self.resource, len(wanted))
             return
         self._lock = threading.Lock()
         self._local = threading.local()
         self._worker_hooks: list[tuple[StarshipHook, StarshipHook]] = []
-        if not self.prepare(summary, rows[0]):
+        if not self.prepare(summary, first):
             return
         done = 0
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.resource) as pool:
-                for _ in pool.map(lambda row: self._copy_guarded(row, summary), rows):
-                    done += 1
-                    if done % PROGRESS_EVERY == 0:
-                        self.log.info("%s %s: %d of %d task instances done", dag_id, self.resource, done, len(rows))
+                waiting: deque[Future[None]] = deque()
+                for row in itertools.chain((first,), rows):
+                    waiting.append(pool.submit(self._copy_guarded, row, summary))
+                    while len(waiting) > self.concurrency * IN_FLIGHT_PER_THREAD or (waiting and waiting[0].done()):
+                        done += self._finish(waiting.popleft(), done)
+                while waiting:
+                    done += self._finish(waiting.popleft(), done)
         finally:
             for pair in self._worker_hooks:  # the summary counts every request, the threads' too
                 for hook, main in zip(pair, (self.source_hook, self.target_hook)):
                     main.request_count += hook.request_count
                     main.api_calls += hook.api_calls
                     main.write_count += hook.write_count
-        self.log.info("%s %s: %d task instances done", dag_id, self.resource, done)
+        self.log.info("%s %s: %d finished task instances done in %d runs", dag_id, self.resource, done, len(wanted))
+
+    def _finish(self, copy: Future[None], done: int) -> int:
+        """Wait for one task instance's copy (raising what it raised); log progress now and then."""
+        copy.result()
+        if (done + 1) % PROGRESS_EVERY == 0:
+            self.log.info("%s %s: %d task instances done", self.dag_to_migrate, self.resource, done + 1)
+        return 1
 
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)
