@@ -124,15 +124,24 @@ class _ArtifactOperator(PlannedOperator):
         if not self.prepare(summary, first):
             return
         done = 0
+        waiting: deque[Future[None]] = deque()
+
+        def collect(keep: int) -> None:
+            """Wait for the oldest copies until at most ``keep`` wait (and take those already done);
+            a copy's unexpected error is raised here."""
+            nonlocal done
+            while len(waiting) > keep or (waiting and waiting[0].done()):
+                waiting.popleft().result()
+                done += 1
+                if done % PROGRESS_EVERY == 0:
+                    self.log.info("%s %s: %d task instances done", dag_id, self.resource, done)
+
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.resource) as pool:
-                waiting: deque[Future[None]] = deque()
                 for row in itertools.chain((first,), rows):
                     waiting.append(pool.submit(self._copy_guarded, row, summary))
-                    while len(waiting) > self.concurrency * IN_FLIGHT_PER_THREAD or (waiting and waiting[0].done()):
-                        done += self._finish(waiting.popleft(), done)
-                while waiting:
-                    done += self._finish(waiting.popleft(), done)
+                    collect(self.concurrency * IN_FLIGHT_PER_THREAD)
+                collect(0)
         finally:
             for pair in self._worker_hooks:  # the summary counts every request, the threads' too
                 for hook, main in zip(pair, (self.source_hook, self.target_hook)):
@@ -140,13 +149,6 @@ class _ArtifactOperator(PlannedOperator):
                     main.api_calls += hook.api_calls
                     main.write_count += hook.write_count
         self.log.info("%s %s: %d finished task instances done in %d runs", dag_id, self.resource, done, len(wanted))
-
-    def _finish(self, copy: Future[None], done: int) -> int:
-        """Wait for one task instance's copy (raising what it raised); log progress now and then."""
-        copy.result()
-        if (done + 1) % PROGRESS_EVERY == 0:
-            self.log.info("%s %s: %d task instances done", self.dag_to_migrate, self.resource, done + 1)
-        return 1
 
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)
