@@ -40,8 +40,11 @@ def test_benchmark_smoke(tmp_path, capsys):
 
     memory, = results["memory"]
     assert memory["state"] == "success" and memory["task_instances"] == 60 and memory["peak_rss_mb"], memory
+    full = memory["full_comparison"]  # the same DAG again, compared in full: nothing left to write
+    assert full["state"] == "success" and full["created"] == 0 and full["peak_rss_mb"], full
 
     for measure in ("raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out", "ours / raw ceiling",
                     "ours / raw ceiling with NULL columns left out", "ours, CeleryExecutor (2 workers)",
-                    "ours / Starship operator", "peak task RSS, 60 task instances", "idle sync, source requests per DAG"):
+                    "ours / Starship operator", "peak task RSS, 60 task instances",
+                    "peak task RSS, rerun of 60 with a full comparison", "idle sync, source requests per DAG"):
         assert measure in printed, printed

@@ -24,7 +24,8 @@ def test_table_judges_each_target():
         "ours_celery": {"rows_per_second": 900.0, "rows": 1000, "seconds": 1.1, "parity": "DIFFERENT: x",
                         "state": "success"},
         "memory": [{"task_instances": 10_000, "peak_rss_mb": 140.0, "start_rss_mb": 130.0},
-                   {"task_instances": 100_000, "peak_rss_mb": 300.0, "start_rss_mb": 130.0}],
+                   {"task_instances": 100_000, "peak_rss_mb": 300.0, "start_rss_mb": 130.0,
+                    "full_comparison": {"peak_rss_mb": 160.0, "state": "success", "seconds": 40.0, "created": 0}}],
         "idle_sync": {"source_requests_per_dag": 1.5, "source_requests": 30, "dags": 20,
                       "max_history_calls_of_one_dag": 1, "idle": {"seconds": 21.4, "tasks": 30}},
     }
@@ -35,5 +36,10 @@ def test_table_judges_each_target():
     assert lines["ours, CeleryExecutor (2 workers)"].rstrip().endswith("NO")  # parity differs
     assert lines["peak task RSS, 100,000 task instances in one DAG"].rstrip().endswith("NO")
     assert lines["RSS growth, smallest to largest"].rstrip().endswith("NO")
+    full = lines["peak task RSS, rerun of 100,000 with a full comparison"]
+    assert "+20.0 MB against 10,000" in full and full.rstrip().endswith("yes")
+    results["memory"][-1]["full_comparison"]["state"] = "failed"  # a failed rerun proves nothing
+    lines = {line.split(" | ")[0].strip(): line for line in run.table(results).splitlines()}
+    assert lines["peak task RSS, rerun of 100,000 with a full comparison"].rstrip().endswith("NO")
     assert lines["idle sync, source requests per DAG"].rstrip().endswith("yes")
     assert "21 s (30 task instances ran)" in lines["idle sync, wall time"]
