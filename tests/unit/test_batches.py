@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from starship_dags.compat import AIRFLOW_MAJOR
@@ -26,23 +28,26 @@ class _Dags:
     airflow_major = 2
     airflow_version = "2.11.0"
 
-    def __init__(self, dag_ids):
-        self.dag_ids = dag_ids
+    def __init__(self, dag_ids, runs=None, markers=None):
+        self.dag_ids, self.runs, self.markers = dag_ids, runs or {}, markers or {}
 
     def get_dags(self):
-        return [{"dag_id": d} for d in self.dag_ids]
+        return [{"dag_id": d, "dag_run_count": self.runs.get(d, 0)} for d in self.dag_ids]
 
     def get_variables(self):
-        return []
+        from starship_dags import sync_state
+
+        return [{"key": sync_state.variable_key(d), "val": json.dumps(m)} for d, m in self.markers.items()]
 
     def rest_active_runs(self, dag_id):  # the start's guard: no other migration run
         return []
 
 
-def _discover(dag_ids, tasks):
-    op = DiscoverDagsOperator(task_id="start", other_dag_id="starship_sync", wait=True, tasks=tasks)
-    op.__dict__["source_hook"] = _Dags(dag_ids)
-    op.__dict__["target_hook"] = _Dags([])
+def _discover(dag_ids, tasks, runs=None, markers=None, full_comparison=False):
+    op = DiscoverDagsOperator(task_id="start", other_dag_id="starship_sync", wait=True, tasks=tasks,
+                              full_comparison=full_comparison)
+    op.__dict__["source_hook"] = _Dags(dag_ids, runs)
+    op.__dict__["target_hook"] = _Dags([], markers=markers)
 
     class _Dag:
         dag_id = "starship_migration"
@@ -58,6 +63,39 @@ def test_dags_are_dealt_out_over_the_history_tasks():
     assert _discover([], 4) == []
     # each DAG carries the target's version: the history tasks need not ask for it
     assert {spec["target_version"] for batch in batches for spec in batch} == {"2.11.0"}
+
+
+def test_dags_are_dealt_out_by_the_runs_they_have_to_copy():
+    from starship_dags import sync_state
+
+    runs = {"big": 3000, "a": 400, "b": 400, "c": 400, "d": 400, "e": 400, "f": 400, "g": 10}
+    names = lambda batches: [[spec["dag_id"] for spec in batch] for batch in batches]  # noqa: E731
+    # the big DAG alone; the others about even over the rest (in turn, they would sit with it)
+    assert names(_discover(list(runs), 3, runs)) == [["big"], ["a", "c", "e", "g"], ["b", "d", "f"]]
+    # since the last sync the big DAG ran 5 more times: by what is left to copy, it is light now
+    marker = sync_state.make_marker(source_url="http://source/", run_count=2995, digest="x", pending=[],
+                                    selection={})
+    batches = _discover(list(runs), 3, runs, markers={"big": marker})
+    assert names(batches) == [["a", "d", "g"], ["b", "big", "e"], ["c", "f"]]
+    # DAGs with nothing new since the last sync cost about a request each: one task takes them all
+    idle = {d: sync_state.make_marker(source_url="http://source/", run_count=400, digest="x", pending=[],
+                                      selection={}) for d in "abcdef"}
+    assert names(_discover(list(runs), 3, runs, markers=idle)) == [["big"], ["g"], ["a", "b", "c", "d", "e", "f"]]
+    # a full comparison ignores the marker: every run is compared again
+    assert names(_discover(list(runs), 3, runs, markers={"big": marker}, full_comparison=True))[0] == ["big"]
+
+
+def test_dealing_keeps_weights_even_and_every_dag_once():
+    from starship_dags.operators.history import deal
+
+    specs = [{"dag_id": f"d{n}"} for n in range(9)]
+    weights = [90, 10, 50, 50, 40, 30, 20, 10, 10]
+    batches = deal(specs, weights, 3)
+    loads = [sum(weights[int(s["dag_id"][1:])] for s in batch) for batch in batches]
+    assert sorted(s["dag_id"] for batch in batches for s in batch) == [s["dag_id"] for s in specs]
+    assert loads == [110, 100, 100]  # 310 over 3: the heaviest first, each to the lightest batch
+    assert deal(specs, [1] * 9, 4) == [specs[0::4], specs[1::4], specs[2::4], specs[3::4]]  # equal: in turn
+    assert deal([], [], 4) == []
 
 
 @pytest.mark.parametrize("tasks", [0, "many", None])
