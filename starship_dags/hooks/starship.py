@@ -698,6 +698,16 @@ class StarshipHook(HttpHook):
     def airflow_major(self) -> int:
         return int(self.airflow_version.split(".", 1)[0])
 
+    def sibling(self, *, version: str | None = None) -> StarshipHook:
+        """A new hook on the same connection, for another thread: a hook's session and retry state
+        are its own. It masks the same secrets and takes ``version`` as the server's, or else the
+        version this hook has read, if any (no request); the login comes from the session cache."""
+        hook = type(self)(self.starship_conn_id, max_batch_bytes=self._max_batch_bytes_arg, retries=self._retries_arg,
+                          retry_max_wait=self._retry_max_wait_arg)
+        hook.add_secrets(self._secrets)
+        hook.known_version(version or self.__dict__.get("airflow_version"))
+        return hook
+
     def known_version(self, version: Any) -> None:
         """Take ``version`` as the server's Airflow version, read moments ago by another task of the
         same run: spares this hook its version request. Nothing changes when ``version`` is empty or

@@ -49,7 +49,6 @@ from starship_dags.exceptions import (
     StarshipPayloadTooLargeError,
     StarshipServerError,
 )
-from starship_dags.operators.base import starship_hook
 from starship_dags.operators.history import PlannedOperator
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime
@@ -153,10 +152,8 @@ class _ArtifactOperator(PlannedOperator):
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)
         if hooks is None:
-            source, target = starship_hook(self.source_conn_id), starship_hook(self.target_conn_id)
-            for hook, main in ((source, self.source_hook), (target, self.target_hook)):
-                hook.add_secrets(main._secrets)
-                hook.known_version(main.airflow_version)  # spares each thread a version request
+            # each thread's hook takes the version the task's own hook knows (or reads, once)
+            source, target = (main.sibling(version=main.airflow_version) for main in (self.source_hook, self.target_hook))
             with self._lock:
                 self._worker_hooks.append((source, target))
             hooks = self._local.hooks = (source, target)

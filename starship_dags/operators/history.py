@@ -26,8 +26,10 @@ log tasks when no run needs them, and tasks whose resource is not selected.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,6 +37,7 @@ from starship_dags import sync_state
 from starship_dags.compat import skip_own_downstream
 from starship_dags.exceptions import (
     StarshipAuthError,
+    StarshipError,
     StarshipNotInstalledError,
     StarshipTLSError,
     StarshipTransportError,
@@ -78,11 +81,19 @@ OWN_PLAN_KEYS = frozenset({"run_ids", "existing_run_ids", "refused_run_ids"})
 MAP_INDEX_TEMPLATE = "{{ task.source_dags | map(attribute='dag_id') | join(', ') | truncate(200, true) }}"
 #: Default number of history tasks: the DAGs are spread over this many, which copy side by side.
 HISTORY_TASKS = 4
-#: What a DAG weighs when the DAGs are dealt out, counted in runs copied: a DAG with runs to copy
-#: also costs its reads, writes and sync marker, about 0.9 s on a 2-core machine, as long as about
-#: 130 runs of 5 task instances take there; a DAG with none costs about one request.
-DAG_COPY_WEIGHT = 130
-IDLE_DAG_WEIGHT = 3
+#: What a DAG weighs when the DAGs are dealt out, counted in rows copied (:func:`dag_weight`): each
+#: run to copy with its task instances, plus DAG_COPY_WEIGHT for a DAG with any: its reads, writes
+#: and sync marker take about 0.9 s on a 2-core machine, as long as 130 runs of 5 task instances
+#: (780 rows) take there. A DAG with nothing to copy costs about one request.
+DAG_COPY_WEIGHT = 780
+IDLE_DAG_WEIGHT = 18
+#: Task instances per run are read off the source's PROBE_RUNS newest runs of each DAG with at
+#: least PROBE_MIN_RUNS runs to copy, PROBE_THREADS DAGs at a time. Below that a DAG weighs mostly
+#: its own cost, and TASKS_PER_RUN_GUESS stands in (also when the page cannot be read).
+PROBE_MIN_RUNS = 50
+PROBE_RUNS = 3
+PROBE_THREADS = 4
+TASKS_PER_RUN_GUESS = 5
 
 
 class RowKind(NamedTuple):
@@ -178,13 +189,14 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
     """The run's first task: the guard (:class:`ActiveRunGuardOperator`: stand aside or wait for the
     other migration DAG, skip what the form leaves out), then the list of source DAGs to migrate,
     with what the history tasks need to know about each, in batches: the DAGs are dealt out over
-    ``tasks`` history tasks (fewer when there are fewer DAGs) by the runs each has to copy (see
-    :func:`deal`). One task, not two: each task costs the target's scheduler a task start and a
-    scheduling round.
+    ``tasks`` history tasks (fewer when there are fewer DAGs) by the rows each has to copy (see
+    :func:`deal` and :func:`dag_weight`). One task, not two: each task costs the target's
+    scheduler a task start and a scheduling round.
 
     Returns a list of batches, each a list of ``{"dag_id", "marker", "marker_stored", "problem",
-    "target_version"}`` (``marker`` is None for a full comparison, ``marker_stored`` whether one is
-    there; the target's Airflow version): the input of
+    "target_version", "tasks_per_run"}`` (``marker`` is None for a full comparison,
+    ``marker_stored`` whether one is there; the target's Airflow version; the task instances per
+    run read for the dealing, None when not read): the input of
     the mapped task group. Each task of the group costs the target's scheduler a task start (about
     a CPU-second), so a few tasks with many DAGs each copy faster than one task per DAG.
     """
@@ -225,7 +237,7 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         # DAG's marker before it writes, so that a copy stopped halfway leaves none behind.
         markers = sync_state.read_markers(self.target_hook)
         full = as_bool(self.full_comparison)
-        specs, weights = [], []
+        specs, runs = [], []
         for dag_id in dag_ids:
             problem = None
             if parsed is not None and dag_id not in parsed:
@@ -236,10 +248,14 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
             stored = markers.get(dag_id)
             specs.append({"dag_id": dag_id, "marker": None if full else stored, "problem": problem,
                           "marker_stored": stored is not None, "target_version": target_version})
-            runs = 0 if problem else runs_to_copy(source_dags[dag_id], specs[-1]["marker"])
-            weights.append(runs + DAG_COPY_WEIGHT if runs else IDLE_DAG_WEIGHT)
-        # DAGs differ in size: deal them out by the runs each has to copy (Starship's DAG list
-        # counts them), so that the tasks end about together
+            runs.append(0 if problem else runs_to_copy(source_dags[dag_id], specs[-1]["marker"]))
+        # DAGs differ in size: deal them out by the rows each has to copy (Starship's DAG list
+        # counts the runs, a page of the newest runs tells the task instances per run), so that
+        # the tasks end about together
+        per_run = self.tasks_per_run([d for d, n in zip(dag_ids, runs) if n >= PROBE_MIN_RUNS])
+        for spec in specs:
+            spec["tasks_per_run"] = per_run.get(spec["dag_id"])
+        weights = [dag_weight(n, spec["tasks_per_run"]) for n, spec in zip(runs, specs)]
         batches = deal(specs, weights, tasks)
         self.log.info(
             "%d DAG(s) to migrate in %d task(s): %s%s", len(specs), len(batches), ", ".join(dag_ids[:50]),
@@ -247,9 +263,37 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         )
         weight = dict(zip(dag_ids, weights))
         for index, batch in enumerate(batches[:50]):
-            self.log.info("task %d: %d DAG(s), weighing %d (runs to copy, plus %d per DAG with any)", index,
+            self.log.info("task %d: %d DAG(s), weighing %d (rows to copy, plus %d per DAG with any)", index,
                           len(batch), sum(weight[spec["dag_id"]] for spec in batch), DAG_COPY_WEIGHT)
         return batches
+
+    def tasks_per_run(self, dag_ids: list[str]) -> dict[str, float]:
+        """Task instances per run of each of these DAGs, from the page of its PROBE_RUNS newest runs
+        (one small request per DAG, PROBE_THREADS at a time, each thread with its own hook). A DAG
+        whose page cannot be read or holds no task instance is left out: it weighs as
+        TASKS_PER_RUN_GUESS, and its history task meets and reports whatever is wrong."""
+        if not dag_ids:
+            return {}
+        local = threading.local()
+
+        def probe(dag_id: str) -> float | None:
+            hook = getattr(local, "hook", None) or self.source_hook.sibling()
+            local.hook = hook
+            try:
+                page = hook.get_task_instances(dag_id, limit=PROBE_RUNS, offset=0)
+                rows = [r for r in page.get("task_instances") or [] if isinstance(r, dict)]
+                run_ids = {r.get("run_id") for r in rows}
+            except (StarshipError, AttributeError, TypeError, ValueError) as err:
+                self.log.warning("%s: task instances per run not read (%s); weighed as %d", dag_id, err,
+                                 TASKS_PER_RUN_GUESS)
+                return None
+            return round(len(rows) / len(run_ids), 1) if run_ids else None
+
+        self.log.info("Reading task instances per run of %d DAG(s) with at least %d runs to copy", len(dag_ids),
+                      PROBE_MIN_RUNS)
+        with ThreadPoolExecutor(min(PROBE_THREADS, len(dag_ids)), thread_name_prefix="probe") as pool:
+            found = dict(zip(dag_ids, pool.map(probe, dag_ids)))
+        return {dag_id: value for dag_id, value in found.items() if value is not None}
 
 
 class HistoryOperator(MigrationOperator):
@@ -440,6 +484,16 @@ def deal(specs: list[dict[str, Any]], weights: list[int], tasks: int) -> list[li
         batches[lightest].append(index)
         loads[lightest] += weights[index]
     return [[specs[i] for i in sorted(batch)] for batch in batches]
+
+
+def dag_weight(runs: int, tasks_per_run: float | None) -> int:
+    """What a DAG with ``runs`` runs to copy weighs in :func:`deal`, in rows: each run with its task
+    instances (TASKS_PER_RUN_GUESS when not known), plus DAG_COPY_WEIGHT; IDLE_DAG_WEIGHT when
+    there is nothing to copy."""
+    if runs <= 0:
+        return IDLE_DAG_WEIGHT
+    per_run = TASKS_PER_RUN_GUESS if tasks_per_run is None else tasks_per_run
+    return round(runs * (1 + per_run)) + DAG_COPY_WEIGHT
 
 
 def runs_to_copy(dag: dict[str, Any], marker: dict[str, Any] | None) -> int:

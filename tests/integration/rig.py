@@ -623,6 +623,16 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
     return DagTestResult(returncode, output, state, tasks, summaries, report)
 
 
+def xcom_value(server: AirflowServer, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+               map_index: int = -1) -> Any:
+    """One XCom's value as the task pushed it (Airflow 2 stores JSON bytes, Airflow 3 a JSON column)."""
+    rows = server.sql("SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s "
+                      "AND map_index = %s", (dag_id, run_id, task_id, key, map_index))
+    assert rows, f"no XCom {key!r} of {dag_id}/{run_id}/{task_id}"
+    value = rows[0][0]
+    return json.loads(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
+
+
 def start_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any],
                         dag_id: str = "starship_migration") -> subprocess.Popen:
     """The same ``dags test`` in the background, in its own process group (to be killed)."""

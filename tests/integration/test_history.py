@@ -9,7 +9,7 @@ import re
 import signal
 import time
 
-from starship_dags.operators.history import DAG_COPY_WEIGHT, deal
+from starship_dags.operators.history import dag_weight, deal
 from starship_dags.translate import COLUMNS, DAG_RUN, SENT_WHEN_NULL, TASK_INSTANCE
 from starship_dags.translate import HISTORY as TI_HISTORY
 from tests.integration import history_seed, rig
@@ -37,15 +37,21 @@ def test_full_history_then_idle_rerun(history_target):
     print(f"\nfull history into Airflow {target.env.version}: {rows} rows in {elapsed:.0f} s")
     bulk_runs = [s for s in dag_summaries(first, "bulk_a") if s["resource"] == "dag_runs"][0]
     assert bulk_runs["skipped"] == 1 and "queued" in bulk_runs["skipped_items"][0]
-    # the DAGs were dealt out over the default 4 history tasks by the run counts of Starship's DAG
-    # list (how is the unit tests' business), each task labelled in the UI with its DAGs
-    labels = target.sql("SELECT map_index, rendered_map_index FROM task_instance WHERE run_id = "
-                        "(SELECT max(run_id) FROM task_instance WHERE task_id = 'history.dag_runs') "
-                        "AND task_id = 'history.dag_runs' ORDER BY map_index")
+    # the DAGs were dealt out over the default 4 history tasks by the rows each has to copy: the run
+    # counts of Starship's DAG list, and task instances per run read off the source's newest runs
+    # of each DAG with many runs (how is the unit tests' business); each task labelled in the UI
+    # with its DAGs
+    run_id = target.sql("SELECT max(run_id) FROM task_instance WHERE task_id = 'history.dag_runs'")[0][0]
+    labels = target.sql("SELECT map_index, rendered_map_index FROM task_instance WHERE run_id = %s "
+                        "AND task_id = 'history.dag_runs' ORDER BY map_index", (run_id,))
     listed = {d["dag_id"]: d.get("dag_run_count") for d in source.client().get("dags")}
     dealt = sorted(ALL_DAGS)
     assert {d: listed[d] for d in dealt} == {d: len(runs_of(source, d, finished_only=False)) for d in dealt}
-    expected = deal([{"dag_id": d} for d in dealt], [DAG_COPY_WEIGHT + listed[d] for d in dealt], 4)
+    per_run = {spec["dag_id"]: spec["tasks_per_run"]
+               for batch in rig.xcom_value(target, "starship_migration", run_id, "start") for spec in batch}
+    assert per_run == {d: float(len(history_seed.BULK_TASKS)) if d in history_seed.BULK_DAGS else None
+                       for d in dealt}, per_run  # the scheduler's DAGs have too few runs to be read
+    expected = deal([{"dag_id": d} for d in dealt], [dag_weight(listed[d], per_run[d]) for d in dealt], 4)
     assert labels == [(index, ", ".join(s["dag_id"] for s in batch)) for index, batch in enumerate(expected)], labels
     assert_parity(source, target)
     assert_no_duplicates_or_orphans(source, target)

@@ -105,10 +105,9 @@ def test_task_instances_are_copied_as_the_source_pages_come_in(mocker):
 
     source, target = mocker.MagicMock(), mocker.MagicMock()
     source.get_task_instances.side_effect = page
-    source.request_count = source.api_calls = source.write_count = 0
-    target.request_count = target.api_calls = target.write_count = 0
-    mocker.patch.object(artifacts, "starship_hook", side_effect=lambda conn_id: mocker.MagicMock(
-        request_count=0, api_calls=0, write_count=0))
+    for hook in (source, target):
+        hook.request_count = hook.api_calls = hook.write_count = 0
+        hook.sibling.side_effect = lambda **_: mocker.MagicMock(request_count=0, api_calls=0, write_count=0)
     operator = Recording(task_id="xcoms", source_dags=[{"dag_id": "d"}], plans={"plans": {}}, concurrency=2)
     operator.source_dag, operator.plan = {"dag_id": "d"}, {"artifact_run_ids": runs, "source_total": len(runs)}
     operator.__dict__.update(source_hook=source, target_hook=target)

@@ -28,8 +28,22 @@ class _Dags:
     airflow_major = 2
     airflow_version = "2.11.0"
 
-    def __init__(self, dag_ids, runs=None, markers=None):
+    def __init__(self, dag_ids, runs=None, markers=None, tasks=None):
         self.dag_ids, self.runs, self.markers = dag_ids, runs or {}, markers or {}
+        self.tasks = tasks or {}  # task instances per run (default 5); an exception: the page fails
+        self.probed = []
+
+    def sibling(self, **_):  # the probes' threads: the same fake
+        return self
+
+    def get_task_instances(self, dag_id, limit, offset):
+        self.probed.append((dag_id, limit, offset))
+        tasks = self.tasks.get(dag_id, 5)
+        if isinstance(tasks, Exception):
+            raise tasks
+        return {"dag_run_count": self.runs.get(dag_id, 0), "task_instances": [
+            {"dag_id": dag_id, "run_id": f"r{run}", "task_id": f"t{task}", "map_index": -1}
+            for run in range(limit) for task in range(tasks)]}
 
     def get_dags(self):
         return [{"dag_id": d, "dag_run_count": self.runs.get(d, 0)} for d in self.dag_ids]
@@ -43,10 +57,10 @@ class _Dags:
         return []
 
 
-def _discover(dag_ids, tasks, runs=None, markers=None, full_comparison=False):
+def _discover(dag_ids, tasks, runs=None, markers=None, full_comparison=False, source=None):
     op = DiscoverDagsOperator(task_id="start", other_dag_id="starship_sync", wait=True, tasks=tasks,
                               full_comparison=full_comparison)
-    op.__dict__["source_hook"] = _Dags(dag_ids, runs)
+    op.__dict__["source_hook"] = source or _Dags(dag_ids, runs)
     op.__dict__["target_hook"] = _Dags([], markers=markers)
 
     class _Dag:
@@ -83,6 +97,31 @@ def test_dags_are_dealt_out_by_the_runs_they_have_to_copy():
     assert names(_discover(list(runs), 3, runs, markers=idle)) == [["big"], ["g"], ["a", "b", "c", "d", "e", "f"]]
     # a full comparison ignores the marker: every run is compared again
     assert names(_discover(list(runs), 3, runs, markers={"big": marker}, full_comparison=True))[0] == ["big"]
+
+
+def test_dags_are_dealt_out_by_their_task_instances_per_run(caplog, capfd):
+    from starship_dags.exceptions import StarshipServerError
+    from starship_dags.operators.history import DAG_COPY_WEIGHT, PROBE_MIN_RUNS, PROBE_RUNS, dag_weight
+
+    runs = {"wide": 300, "a": 300, "b": 300, "c": 300, "broken": 300, "small": PROBE_MIN_RUNS - 1}
+    tasks = {"wide": 40, "a": 2, "b": 2, "c": 2,
+             "broken": StarshipServerError("starship_source", "GET", "/api/starship/task_instances", 500, "boom")}
+    source = _Dags(list(runs), runs, tasks=tasks)
+    batches = _discover(list(runs), 3, runs, source=source)
+    names = [[spec["dag_id"] for spec in batch] for batch in batches]
+    # by runs alone the wide DAG would share a task with b; by rows (40 task instances per run
+    # against 2) it has one to itself
+    assert names == [["wide"], ["broken", "c"], ["a", "b", "small"]], names
+    per_run = {spec["dag_id"]: spec["tasks_per_run"] for batch in batches for spec in batch}
+    # read off a page of the newest runs; not read for a DAG with few runs, nor where the page failed
+    assert per_run == {"wide": 40.0, "a": 2.0, "b": 2.0, "c": 2.0, "broken": None, "small": None}
+    assert sorted(source.probed) == sorted((d, PROBE_RUNS, 0) for d in ("wide", "a", "b", "c", "broken"))
+    logged = capfd.readouterr().out + caplog.text  # Airflow 3 logs through structlog to stdout
+    assert "broken: task instances per run not read" in logged and "HTTP 500" in logged
+    # a DAG not read weighs as one of 5 task instances per run; one with nothing to copy, little
+    assert dag_weight(300, 40.0) == 300 * 41 + DAG_COPY_WEIGHT
+    assert dag_weight(300, None) == dag_weight(300, 5)
+    assert dag_weight(0, 40.0) < dag_weight(1, 0)
 
 
 def test_dealing_keeps_weights_even_and_every_dag_once():
