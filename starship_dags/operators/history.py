@@ -145,14 +145,19 @@ class RunPager:
     """Where the next page of a run-paged read starts and how many runs it asks for.
 
     ``estimate``: ``(rows, runs)``, when the caller knows about how many rows so many runs hold
-    (retry history, from the task instances' try numbers): the first page is sized from that.
+    (task instances, from the newest runs ``start`` read; retry history, from the task instances'
+    try numbers): the first page is sized from that, but asks for no more than ``depth`` runs (the
+    read's planned depth, when known) and FIRST_PAGE_RUNS more (runs tied in start dates move
+    between pages), and no fewer than FIRST_PAGE_RUNS.
     """
 
-    def __init__(self, estimate: tuple[int, int] | None = None) -> None:
+    def __init__(self, estimate: tuple[int, int] | None = None, depth: int = 0) -> None:
         self.offset, self.limit = 0, FIRST_PAGE_RUNS
         if estimate is not None:
             rows, runs = estimate
-            self.limit = max(FIRST_PAGE_RUNS, min(self._runs_for_page(runs=max(runs, 1), rows=rows), MAX_PAGE_RUNS))
+            deep_enough = depth + FIRST_PAGE_RUNS if depth else MAX_PAGE_RUNS
+            limit = min(self._runs_for_page(runs=max(runs, 1), rows=rows), MAX_PAGE_RUNS, deep_enough)
+            self.limit = max(FIRST_PAGE_RUNS, limit)
 
     def advance(self, rows: int) -> None:
         """Move past the page just read, which held ``rows`` rows."""
@@ -394,11 +399,17 @@ class HistoryOperator(MigrationOperator):
                 return
         sync_state.write_marker(self.target_hook, self.dag_to_migrate, plan["marker"])
 
+    def ti_page_estimate(self) -> tuple[int, int] | None:
+        """``(rows, runs)`` for sizing the first page of the DAG's task instances: what ``start`` read
+        off its newest runs (those the first page begins with), when it did."""
+        per_run = self.source_dag.get("tasks_per_run") if isinstance(self.source_dag, dict) else None
+        return (round(float(per_run) * PROBE_RUNS), PROBE_RUNS) if per_run else None
+
     def source_task_instances(self, dag_id: str, run_ids: set[str], plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Task instances of these runs, read by pages of runs until every run was seen. A page
         holds every row of its runs: a run met on an earlier page (pages overlap when start dates
         tie) is skipped whole, so only the runs not met yet are kept, not a key per row."""
-        unseen, pager = set(run_ids), RunPager()
+        unseen, pager = set(run_ids), RunPager(self.ti_page_estimate(), int(plan.get("scan_runs") or 0))
         total = int(plan.get("source_total") or 0)
         while unseen and pager.offset < max(total, 1):
             page = self.source_hook.get_task_instances(dag_id, limit=pager.limit, offset=pager.offset)
@@ -722,7 +733,8 @@ class DagRunsMigrationOperator(HistoryOperator):
         tries_read = None  # (earlier tries of the task instances read, runs read): about as many history rows
         with self.part(TI_ROWS.resource) as part:
             if needed or refused:
-                tries_read = self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried)
+                tries_read = self.copy_missing(part, TI_ROWS, dag_id, needed, needed, plan, refused, retried,
+                                               estimate=self.ti_page_estimate())
         with self.part(HISTORY_ROWS.resource) as part:  # after the task instances: Airflow ties it to them
             if needed or refused:
                 self.copy_missing(part, HISTORY_ROWS, dag_id, needed, retried & needed, plan, refused,
@@ -755,7 +767,7 @@ class DagRunsMigrationOperator(HistoryOperator):
         without_run: dict[str, int] = {}
         unseen = len(expected)  # runs of ``expected`` not met yet
         depth, total = int(plan.get("scan_runs") or 0), int(plan.get("source_total") or 0)
-        pager = RunPager(estimate)
+        pager = RunPager(estimate, depth)
         earlier_tries = 0
         held: list[dict[str, Any]] = []  # rows read but not written yet (the last body of a page)
         # Read down to the planned depth, and further while a needed run has not shown up yet

@@ -294,12 +294,13 @@ def _ti(run_id, task_id="t", try_number=None):
     return row if try_number is None else {**row, "try_number": try_number}
 
 
-def _children_run(plan, hooks):
-    """dag_runs' second half: the task instances and retry history of the runs ``plan`` names."""
+def _children_run(plan, hooks, **spec):
+    """dag_runs' second half: the task instances and retry history of the runs ``plan`` names
+    (``spec``: more of the DAG's entry in start's list)."""
     from starship_dags.operators.history import DagRunsMigrationOperator
 
-    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[{"dag_id": "d"}])
-    op.source_dag = {"dag_id": "d"}
+    op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[{"dag_id": "d", **spec}])
+    op.source_dag = {"dag_id": "d", **spec}
     op.plan = {"refused_run_ids": [], **plan}
     op.__dict__["source_hook"] = op.__dict__["target_hook"] = hooks
     written = []
@@ -528,7 +529,7 @@ def test_retry_history_is_read_past_the_planned_depth_only_for_runs_that_were_re
     hooks = _TiPages(pages, history_pages=[[], [], []])
     parts, written = _children_run(plan, hooks)
     assert [p.source_api_calls for p in parts] == [2, 1]  # task instances read on until r3 showed up
-    assert hooks.limits == [100, 400, 2000]  # history: nothing retried, so one page as large as pages go
+    assert hooks.limits == [100, 400, 200]  # history: nothing retried, so one page as deep as the plan goes
     # r3 was retried: its history must be somewhere, so it is read on for too
     pages[1] = [_ti("r3", try_number=2)]
     history = [[], [_ti("r3", try_number=1)], []]
@@ -569,12 +570,14 @@ def test_the_first_retry_history_page_is_sized_from_the_task_instances_earlier_t
     assert RunPager((0, 500)).limit == MAX_PAGE_RUNS  # nothing retried
     assert RunPager((2 * PAGE_ROWS, 1000)).limit == 500  # 10 rows per run: half of them
     assert RunPager((10 * PAGE_ROWS, 10)).limit == FIRST_PAGE_RUNS  # never below the usual first page
-    # in a DAG copy: 2 of 3 task instances retried once, in 200 runs read: one history page of 2,000 runs
+    # in a DAG copy: 2 of 3 task instances retried once, in 200 runs read: one history page, as
+    # deep as the plan reads and a first page more (not the 2,000 runs the estimate alone allows)
     pages = [[_ti("r1", try_number=2), _ti("r1", "u", try_number=2), _ti("r1", "v")], [_ti("r2")]]
     plan = {"run_ids": ["r1", "r2"], "existing_run_ids": [], "scan_runs": 200, "source_total": 200}
     hooks = _TiPages(pages, history_pages=[[_ti("r1", try_number=1), _ti("r1", "u", try_number=1)], []])
     parts, written = _children_run(plan, hooks)
-    assert hooks.limits == [100, 400, MAX_PAGE_RUNS]
+    assert hooks.limits == [100, 400, 200 + FIRST_PAGE_RUNS]
+    assert RunPager((50, 500), depth=20).limit == 20 + FIRST_PAGE_RUNS
     assert [w for w in written if w[0] == "task_instance_history"] == [
         ("task_instance_history", "r1", "t"), ("task_instance_history", "r1", "u")]
 
@@ -585,9 +588,30 @@ def test_a_whole_history_is_read_in_pages_that_grow():
     hooks = _TiPages(pages)
     parts, written = _children_run(plan, hooks)
     assert [run for what, run, _ in written if what == "task_instances"] == plan["run_ids"]
-    # task instances, then retry history: no task instance was retried, so one page of as many runs as allowed
-    assert hooks.limits == [100, 400, 1600, 2000]
+    # task instances, then retry history: no task instance was retried, so one page of every run
+    assert hooks.limits == [100, 400, 1600, 700]
     assert [p.source_api_calls for p in parts] == [3, 1]
+
+
+def test_the_first_task_instance_page_is_sized_from_the_runs_start_read():
+    from starship_dags.operators.history import PAGE_ROWS
+
+    # start read 2 task instances per run off the newest runs: the first page asks for as many runs
+    # as hold about PAGE_ROWS rows, and the whole history comes in one page
+    pages = [[_ti("r1"), _ti("r1", "u")], [_ti("r2")], [_ti("r3")], [_ti("r4")], [_ti("r5")], [_ti("r6")]]
+    plan = {"run_ids": [f"r{n}" for n in range(1, 7)], "existing_run_ids": [], "scan_runs": 600, "source_total": 600}
+    hooks = _TiPages(pages)
+    parts, written = _children_run(plan, hooks, tasks_per_run=2.0)
+    assert hooks.limits[0] == min(PAGE_ROWS // 2, 600 + 100) and [p.source_api_calls for p in parts] == [1, 1]
+    assert [run for what, run, _ in written if what == "task_instances"] == ["r1", "r1", *plan["run_ids"][1:]]
+    # wide runs (500 task instances): the first page is the usual one, never smaller
+    hooks = _TiPages(pages)
+    _children_run(plan, hooks, tasks_per_run=500.0)
+    assert hooks.limits[:2] == [100, 400]
+    # an incremental copy that needs the newest 50 runs reads about as deep, not 2,500 runs
+    hooks = _TiPages(pages)
+    _children_run({**plan, "run_ids": ["r1"], "scan_runs": 50}, hooks, tasks_per_run=2.0)
+    assert hooks.limits[0] == 50 + 100
 
 
 class _Variables:
