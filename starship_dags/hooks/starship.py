@@ -700,10 +700,13 @@ class StarshipHook(HttpHook):
 
     def sibling(self, *, version: str | None = None) -> StarshipHook:
         """A new hook on the same connection, for another thread: a hook's session and retry state
-        are its own. It masks the same secrets and takes ``version`` as the server's, or else the
-        version this hook has read, if any (no request); the login comes from the session cache."""
+        are its own. It masks the same secrets, takes the connection this hook has read (the thread
+        does not ask Airflow for it again), takes ``version`` as the server's or else the version
+        this hook has read, if any (no request); the login comes from the session cache."""
         hook = type(self)(self.starship_conn_id, max_batch_bytes=self._max_batch_bytes_arg, retries=self._retries_arg,
                           retry_max_wait=self._retry_max_wait_arg)
+        if "connection" in self.__dict__:
+            hook.__dict__["connection"] = self.__dict__["connection"]
         hook.add_secrets(self._secrets)
         hook.known_version(version or self.__dict__.get("airflow_version"))
         return hook

@@ -342,3 +342,25 @@ def test_task_instance_pages_that_overlap_give_each_run_once_from_its_first_page
         "task_instances": pages[offset], "dag_run_count": 5})
     got = [(r["run_id"], r["task_id"], r["map_index"]) for r in hook.iter_task_instances("d", page_size=2)]
     assert got == [("a", "t", -1), ("a", "u", -1), ("b", "t", -1), ("c", "t", -1), ("d", "t", 0), ("d", "t", 1)]
+
+
+def test_a_sibling_for_another_thread_shares_the_login_and_what_was_read_but_not_the_session(
+        fake_server, conn_env, monkeypatch, private_session_cache):
+    fake_server.script(
+        (401, None, {"detail": "Not authenticated"}),
+        (201, None, {"access_token": "jwt-sibling-1"}),
+        (200, None, []),
+    )
+    conn_id = conn_env("c", host=fake_server.url, login="admin", password="pw-secret", extra={"retries": 2})
+    main = StarshipHook(conn_id)
+    main.get_pools()
+    main.known_version("3.3.0")
+    # the connection is gone from Airflow now: the sibling must not ask for it again
+    monkeypatch.delenv("AIRFLOW_CONN_C")
+    fake_server.script((200, None, [{"name": "p"}]))
+    sibling = main.sibling()
+    assert sibling.get_pools() == [{"name": "p"}]
+    assert sibling.login_count == 0 and sibling.request_count == 1 and sibling._session is not main._session
+    assert fake_server.seen[-1][3]["Authorization"] == "Bearer jwt-sibling-1"
+    assert sibling.airflow_version == "3.3.0" and sibling.retries == 2 and "pw-secret" in sibling._secrets
+    assert main.sibling(version="2.11.0").airflow_version == "2.11.0"
