@@ -58,7 +58,7 @@ in the target, so the target connection usually points at this Airflow itself.
   of the source except the migration DAGs themselves. Queued and running runs are skipped and
   picked up by the next run. *Most recent runs* and *Runs since* limit how much history.
 * *History tasks*: how many tasks copy the histories side by side; the DAGs are dealt out among
-  them by the runs each has to copy, and each task's label in the grid lists its DAGs.
+  them by the rows each has to copy, and each task's label in the grid lists its DAGs.
 * *xcoms* and *task_logs* (resources): the XComs and every try's log of each migrated task
   instance, for the DAGs whose history is migrated. Logs are read through Starship where the
   source serves them (Astronomer environments), otherwise through the source's REST API. Into
@@ -128,7 +128,7 @@ def migration_params(*, sync: bool = False) -> dict[str, Param]:
     params["history_tasks"] = Param(
         HISTORY_TASKS, type="integer", minimum=1, maximum=64, title="History tasks",
         description="How many tasks copy the DAGs' histories side by side; the DAGs are dealt out among them "
-        "by the runs each has to copy. "
+        "by the rows each has to copy. "
         "More copy faster where both servers have CPU to spare; each costs the target's scheduler a task.",
     )
     params["full_comparison"] = Param(

@@ -609,8 +609,7 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
         "AND key IN ('summary', 'return_value', 'report')",
         (dag_id, run_id),
     ):
-        if isinstance(value, (bytes, memoryview)):
-            value = json.loads(bytes(value))
+        value = xcom_json(value)
         if task_id == "report":
             report = value
         elif key == "summary":  # one entry per resource: a task's parts get their own labels
@@ -623,14 +622,18 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
     return DagTestResult(returncode, output, state, tasks, summaries, report)
 
 
+def xcom_json(value: Any) -> Any:
+    """An XCom column's value as the task pushed it (Airflow 2 stores JSON bytes, Airflow 3 a JSON column)."""
+    return json.loads(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
+
+
 def xcom_value(server: AirflowServer, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
                map_index: int = -1) -> Any:
-    """One XCom's value as the task pushed it (Airflow 2 stores JSON bytes, Airflow 3 a JSON column)."""
+    """One XCom's value as the task pushed it."""
     rows = server.sql("SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s "
                       "AND map_index = %s", (dag_id, run_id, task_id, key, map_index))
     assert rows, f"no XCom {key!r} of {dag_id}/{run_id}/{task_id}"
-    value = rows[0][0]
-    return json.loads(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
+    return xcom_json(rows[0][0])
 
 
 def start_migration_dag(target: AirflowServer, source: AirflowServer, conf: dict[str, Any],

@@ -101,8 +101,7 @@ def report_of(server: rig.AirflowServer, dag_id: str, run_id: str) -> dict:
     rows = server.sql("SELECT value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'report' "
                       "AND key IN ('return_value', 'report')", (dag_id, run_id))
     assert rows, f"no report from {dag_id} {run_id}: {task_states(server, dag_id, run_id)}"
-    value = rows[0][0]
-    return json.loads(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
+    return rig.xcom_json(rows[0][0])
 
 
 @pytest.fixture(scope="module")
