@@ -15,7 +15,7 @@ def test_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = run.main(["--dags", str(DAGS), "--runs", str(RUNS), "--tasks", str(TASKS), "--pools", "3",
                      "--variables", "3", "--connections", "3", "--threads", "2", "--rss-sizes", "60",
-                     "--celery-concurrency", "4", "--starship-attempts", "1", "--out", str(out)])
+                     "--celery-concurrency", "4", "--starship-attempts", "1", "--repeat", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     results = json.loads(out.read_text())
@@ -24,6 +24,9 @@ def test_benchmark_smoke(tmp_path, capsys):
     assert seeded["runs"] == DAGS * RUNS and seeded["tis"] == DAGS * RUNS * TASKS
 
     assert [(c["rows"], c["lean"]) for c in results["ceiling"]] == [(rows, False), (rows, True)]
+    pairs = results["pairs"]  # the ceiling's last run and ours, then one more of each
+    assert len(pairs) == 2 and all(p["ours_state"] == "success" and p["ours_parity"] == "equal" for p in pairs), pairs
+    assert pairs[0]["ceiling_seconds"] == results["ceiling"][0]["seconds"], pairs
     for key in ("ours_local", "ours_celery"):
         assert results[key]["state"] == "success", results[key]
         assert results[key]["parity"] == "equal", results[key]
@@ -43,7 +46,8 @@ def test_benchmark_smoke(tmp_path, capsys):
     full = memory["full_comparison"]  # the same DAG again, compared in full: nothing left to write
     assert full["state"] == "success" and full["created"] == 0 and full["peak_rss_mb"], full
 
-    for measure in ("raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out", "ours / raw ceiling",
+    for measure in ("raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out",
+                    "ours / raw ceiling", "the median of 2 alternated pairs",
                     "ours / raw ceiling with NULL columns left out", "ours, CeleryExecutor (2 workers)",
                     "ours / Starship operator", "peak task RSS, 60 task instances",
                     "peak task RSS, rerun of 60 with a full comparison", "idle sync, source requests per DAG"):
