@@ -21,6 +21,7 @@ from tests.integration import rig
 CUT_DAG = "cut_minutely"
 CUT_PAUSED_DAG = "cut_paused"
 CUT_SLOW_DAG = "cut_slow"  # triggered just before the cutover: still running when it starts
+DONE_DAG = "done_once"  # run once on the source when it starts, never again
 ENV_SECRET = "env-only-s3cret-9d1e"
 ARTIFACTS_DIR = rig.ROOT / "test-artifacts"
 
@@ -41,6 +42,8 @@ with DAG("{paused}", schedule="@daily", start_date=START, catchup=False):
     BashOperator(task_id="work", bash_command="true")
 with DAG("{slow}", schedule=None, start_date=START, catchup=False):
     BashOperator(task_id="work", bash_command="sleep 30")
+with DAG("{done}", schedule=None, start_date=START, catchup=False):
+    BashOperator(task_id="work", bash_command="echo done once")
 '''
 
 
@@ -110,7 +113,7 @@ def live(envs, tmp_path_factory):
     start = datetime.datetime.now(datetime.timezone.utc).replace(second=0, microsecond=0) - datetime.timedelta(minutes=3)
     dag_file = tmp_path_factory.mktemp("cut") / "cut_dags.py"
     dag_file.write_text(CUT_DAG_FILE.format(start=start.isoformat(), cut=CUT_DAG, paused=CUT_PAUSED_DAG,
-                                            slow=CUT_SLOW_DAG))
+                                            slow=CUT_SLOW_DAG, done=DONE_DAG))
     source = rig.AirflowServer("livesrc", envs["2.11"], dags=[dag_file], extra_env={
         "AIRFLOW_VAR_FROM_ENVIRONMENT": ENV_SECRET,
         "AIRFLOW_CONN_FROM_ENVIRONMENT": f"postgres://user:{ENV_SECRET}@db.example:5432/app",
@@ -123,6 +126,8 @@ def live(envs, tmp_path_factory):
     try:
         source.start(scheduler=True)
         source.cli("dags", "unpause", CUT_DAG)
+        source.cli("dags", "unpause", DONE_DAG)
+        source.cli("dags", "trigger", DONE_DAG, "-r", "done_run")
         rig.seed(source, {"variables": [{"key": "live_var", "val": "from the source"}],
                           "pools": [{"name": "live_pool", "slots": 3}]})
         target.start(scheduler=True)
@@ -163,6 +168,35 @@ def test_triggered_through_rest_with_conf_runs_on_the_scheduler(live):
     logs = rig.task_log_text(target)
     assert "AIRFLOW_VAR_FROM_ENVIRONMENT" in logs  # the report's table is in the task log ...
     assert ENV_SECRET not in logs and rig.ADMIN_PASSWORD not in logs  # ... values never are
+
+
+def test_an_idle_rerun_starts_no_xcom_or_log_task(live):
+    """On the real scheduler, an unchanged DAG's XCom and log tasks are skipped before they start."""
+    source, target, _ = live
+    rest = Rest(target)
+    rest.wait_for_dag(DONE_DAG)
+    rest.wait_for_dag("starship_migration")
+    rest.set_paused("starship_migration", False)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and source.sql(
+            "SELECT state FROM dag_run WHERE dag_id = %s", (DONE_DAG,)) != [("success",)]:
+        time.sleep(2)
+    assert source.sql("SELECT state FROM dag_run WHERE dag_id = %s", (DONE_DAG,)) == [("success",)]
+    conf = {"resources": ["dag_history", "xcoms", "task_logs"], "dag_ids": [DONE_DAG], "history_tasks": 1}
+    started = {}
+    for attempt in ("first", "idle"):
+        run_id = rest.trigger("starship_migration", conf)
+        state = rest.wait_for_run("starship_migration", run_id)
+        assert state == "success", task_states(target, "starship_migration", run_id)
+        started[attempt] = dict(((t, i), (s, bool(host))) for t, i, s, host in target.sql(
+            "SELECT task_id, map_index, state, coalesce(hostname, '') FROM task_instance "
+            "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id IN ('history.xcoms', 'history.task_logs')",
+            (run_id,)))
+    # the first run copies the run's XComs and its log: both tasks run
+    assert started["first"] == {("history.xcoms", 0): ("success", True), ("history.task_logs", 0): ("success", True)}
+    # the rerun finds the DAG unchanged: no worker ever takes either task
+    assert started["idle"] == {("history.xcoms", 0): ("skipped", False), ("history.task_logs", 0): ("skipped", False)}
+    assert target.sql("SELECT state FROM dag_run WHERE dag_id = %s", (DONE_DAG,)) == [("success",)]
 
 
 def test_scheduled_sync_runs_by_itself_and_converges(live):
