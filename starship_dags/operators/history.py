@@ -235,7 +235,7 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         dag_ids = sorted((set(wanted) & set(source_dags)) if wanted else set(source_dags))
         dag_ids = [d for d in dag_ids if d not in excluded]
         # the target's version goes to the history tasks with each DAG, sparing each a request (the
-        # source's is not asked here: an idle sync never needs it)
+        # source's too, below, when there is something to copy: an idle sync never needs it)
         target_version = self.target_hook.airflow_version
         parsed = {d["dag_id"] for d in self.target_hook.get_dags()} if self.target_hook.airflow_major >= 3 else None
         # With a full comparison the markers are ignored, but still looked up: the copy deletes a
@@ -258,8 +258,10 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         # counts the runs, a page of the newest runs tells the task instances per run), so that
         # the tasks end about together
         per_run = self.tasks_per_run([d for d, n in zip(dag_ids, runs) if n >= PROBE_MIN_RUNS])
+        source_version = self.source_hook.airflow_version if any(runs) else None
         for spec in specs:
             spec["tasks_per_run"] = per_run.get(spec["dag_id"])
+            spec["source_version"] = source_version
         weights = [dag_weight(n, spec["tasks_per_run"]) for n, spec in zip(runs, specs)]
         batches = deal(specs, weights, tasks)
         self.log.info(
@@ -324,8 +326,9 @@ class HistoryOperator(MigrationOperator):
         self.begin()
         summaries: list[dict[str, Any]] = []
         batch = list(self.source_dags or [])
-        if batch:  # the version ``start`` read: no version request here
+        if batch:  # the versions ``start`` read: no version request here
             self.target_hook.known_version(batch[0].get("target_version"))
+            self.source_hook.known_version(batch[0].get("source_version"))
         try:
             for position, spec in enumerate(batch):
                 if not self.start_dag(spec):

@@ -124,6 +124,29 @@ def test_dags_are_dealt_out_by_their_task_instances_per_run(caplog, capfd):
     assert dag_weight(0, 40.0) < dag_weight(1, 0)
 
 
+def test_start_reads_the_source_version_only_when_there_is_something_to_copy():
+    """The history tasks take the source's version from their specs; an idle sync never asks for it."""
+    from starship_dags import sync_state
+
+    class _Counted(_Dags):
+        @property
+        def airflow_version(self):
+            self.asked = getattr(self, "asked", 0) + 1
+            return "2.10.5"
+
+    runs = {"a": 400, "b": 3}
+    busy = _Counted(list(runs), runs)
+    batches = _discover(list(runs), 2, runs, source=busy)
+    assert busy.asked == 1  # once for every DAG and task
+    assert [spec["source_version"] for batch in batches for spec in batch] == ["2.10.5", "2.10.5"]
+    idle = {d: sync_state.make_marker(source_url="http://source/", run_count=n, digest="x", pending=[], selection={})
+            for d, n in runs.items()}
+    quiet = _Counted(list(runs), runs)
+    batches = _discover(list(runs), 2, runs, markers=idle, source=quiet)
+    assert not hasattr(quiet, "asked")
+    assert [spec["source_version"] for batch in batches for spec in batch] == [None, None]
+
+
 def test_dealing_keeps_weights_even_and_every_dag_once():
     from starship_dags.operators.history import deal
 

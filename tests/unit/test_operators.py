@@ -685,7 +685,7 @@ def test_a_full_comparison_deletes_the_stored_marker_before_it_writes(stored, ca
     assert json.loads(hooks.stored[key])["run_count"] == 0
 
 
-def test_history_tasks_take_the_target_version_start_read(mocker, conn_env):
+def test_history_tasks_take_the_versions_start_read(mocker, conn_env):
     from starship_dags.hooks.starship import StarshipHook
     from starship_dags.operators.history import DagRunsMigrationOperator
 
@@ -694,13 +694,13 @@ def test_history_tasks_take_the_target_version_start_read(mocker, conn_env):
     hook.known_version("3.1.2")
     hook.known_version("2.11.0")  # the first one stays
     assert (hook.airflow_version, hook.airflow_major) == ("3.1.2", 3) and not request.called
-    # a history task hands its target hook the version in its batch's specs
+    # a history task hands each hook the version in its batch's specs
     source, target = _EmptyHistory(), _EmptyHistory()
     op = DagRunsMigrationOperator(task_id="dag_runs", source_dags=[
-        {"dag_id": "d", "marker": None, "marker_stored": False, "target_version": "3.1.2"}])
+        {"dag_id": "d", "marker": None, "marker_stored": False, "target_version": "3.1.2", "source_version": "2.10.5"}])
     op.__dict__["source_hook"], op.__dict__["target_hook"] = source, target
     op.execute({"ti": _Ti()})
-    assert target.versions == ["3.1.2"] and not hasattr(source, "versions")
+    assert target.versions == ["3.1.2"] and source.versions == ["2.10.5"]
 
 
 def test_keys_of_runs_hold_each_string_once_and_only_the_runs_asked_for():
