@@ -251,26 +251,25 @@ class Bench:
         """Ours after the raw ceiling's last run, then ``--repeat`` - 1 more pairs of the raw
         ceiling (most threads, rows as served) and ours, alternated: the machine's pace drifts
         between minutes, so the ratio judged is the median of the pairs' own ratios."""
-        first = None
-        pairs = []
         last_ceiling = next((c for c in reversed(self.results.get("ceiling") or []) if not c["lean"]), None)
-        for number in range(1, max(1, self.args.repeat) + 1):
+        # without the ceiling phase there is nothing to pair with: ours runs once
+        rounds = max(1, self.args.repeat) if last_ceiling is not None else 1
+        runs, pairs = [], []
+        for number in range(1, rounds + 1):
             if number > 1:
-                if last_ceiling is None:  # the ceiling phase was skipped: there is nothing to pair with
-                    break
                 last_ceiling = self.ceiling_run(max(self.args.threads), False)
             self.reset_target(self.shape.dag_ids)
             run = self.run_ours("local" if number == 1 else f"local_{number}", self.history_conf(self.shape.dag_ids))
             self.check_parity(run, self.shape.dag_ids)
-            first = first or run
+            runs.append(run)
             if last_ceiling is not None:
                 pairs.append(_pair(last_ceiling, run))
                 log(f"pair {number}: raw ceiling {last_ceiling['seconds']:.1f} s, ours {run.seconds:.1f} s, "
                     f"ratio {pairs[-1]['ratio']}")
-        self.results["ours_local"] = _public(first)
+        self.results["ours_local"] = _public(runs[0])
         if pairs:
             self.results["pairs"] = pairs
-        return first
+        return runs[0]
 
     def idle_sync(self) -> None:
         # The generated runs have no XComs or logs, but finding that out costs one request per task
