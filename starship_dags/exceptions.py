@@ -8,7 +8,7 @@ text only, with SQL parameters and echoed request arguments cut off and known se
 
 from __future__ import annotations
 
-from airflow.exceptions import AirflowException
+from starship_dags.compat import AirflowException
 
 
 class StarshipError(AirflowException):

@@ -43,6 +43,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import requests
 
+from starship_dags.compat import object_storage_path
 from starship_dags.exceptions import (
     StarshipConflictError,
     StarshipError,
@@ -65,6 +66,7 @@ DEFAULT_CONCURRENCY = 4
 #: but written as files where it reads them; ``extra.max_log_post_bytes`` of the target changes it.
 MAX_LOG_POST_BYTES = 1024 * 1024
 PROGRESS_EVERY = 500
+MAX_NAMED = 50  # items named in one note, at most
 IN_FLIGHT_PER_THREAD = 8  # task instances read from the source and waiting, per copying thread
 #: The file name template Airflow seeds as its oldest log template (used for runs without one).
 LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }}.log"
@@ -119,9 +121,13 @@ class _ArtifactOperator(PlannedOperator):
             return
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._worker_hooks: list[tuple[StarshipHook, StarshipHook]] = []
         if not self.prepare(summary, first):
             return
+        # each thread's pair of hooks, made here (see StarshipHook.sibling), taking the versions the
+        # task's own hooks know (or read, once)
+        self._worker_hooks = [tuple(main.sibling(version=main.airflow_version) for main in (self.source_hook, self.target_hook))
+                              for _ in range(self.concurrency)]
+        self._free_hooks = list(self._worker_hooks)
         done = 0
         waiting: deque[Future[None]] = deque()
 
@@ -152,11 +158,8 @@ class _ArtifactOperator(PlannedOperator):
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)
         if hooks is None:
-            # each thread's hook takes the version the task's own hook knows (or reads, once)
-            source, target = (main.sibling(version=main.airflow_version) for main in (self.source_hook, self.target_hook))
             with self._lock:
-                self._worker_hooks.append((source, target))
-            hooks = self._local.hooks = (source, target)
+                hooks = self._local.hooks = self._free_hooks.pop()
         return hooks
 
     def _copy_guarded(self, row: dict[str, Any], summary: Summary) -> None:
@@ -195,24 +198,14 @@ class XComsMigrationOperator(_ArtifactOperator):
     def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
         source_major, target_major = self.majors
         summary.notes.append(
-            "read through " + ("Starship /xcom" if source_major < 3 else "the REST API (xcomEntries)")
+            "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
             + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
         )
         return True
 
     def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
         """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
-        ti = ti_key(row)
-        found: dict[str, tuple[bytes, Any]] = {}
-        if source.airflow_major < 3:
-            for xcom in source.get_xcoms(*ti):
-                raw = base64.b64decode(xcom.get("value") or "")
-                found[xcom["key"]] = (raw, _decode(raw))
-        else:
-            for key in source.rest_xcom_keys(*ti):
-                value = source.rest_xcom_value(*ti, key)
-                found[key] = (json.dumps(value).encode(), value)
-        return found
+        return {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti_key(row)).items()}
 
     def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
         wanted = self.read_source(source, row)
@@ -259,8 +252,12 @@ class XComsMigrationOperator(_ArtifactOperator):
                 self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
                 continue
             if key in existing:
-                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key) == value,
+                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key, decode_text=True) == value,
                                          "differs on the target"):
+                    continue
+                if target.rest_xcoms_as_text:
+                    self.add(summary, "skipped", name, "differs on the target, and Airflow 3.0 and 3.1 can replace "
+                             "an XCom only through a REST call that stores its value encoded twice")
                     continue
                 outcome = "updated"
             else:
@@ -309,6 +306,10 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                 summary.notes.append(f"logs unavailable: {why_rest}; the REST API log route failed too: {err}")
                 self.log.warning("%s: logs unavailable: %s; REST API: %s", self.dag_to_migrate, why_rest, err)
                 return False
+        # Airflow 3 lists an earlier try (and serves its log) only from a retry-history row, which a
+        # source without retry history (Airflow 2.9 and older) cannot give: such logs are copied as
+        # files all the same, and named in a note
+        self._unshown = [] if target_major >= 3 and not self.source_hook.keeps_retry_history else None
         self._write_via = "starship" if target_major < 3 else "files"
         if self._write_via == "starship":
             try:
@@ -316,7 +317,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
             except StarshipConflictError:  # not an Astronomer environment: its Starship has no log folder
                 self._write_via = "files"
         self._max_post = int(self.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
-        self._template = self._reading_template(target_major)
+        self._template: str | None = None  # chosen when the first file is written (see _reading_template)
         self._run_dates: dict[str, Any] | None = None
         summary.notes.append(
             "read through " + ("Starship /task_log" if self._read_via == "starship"
@@ -326,18 +327,23 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
         )
         return True
 
+    def copy_all(self, summary: Summary) -> None:
+        self._unshown = None
+        super().copy_all(summary)
+        if self._unshown:
+            names = sorted(self._unshown)
+            more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+            summary.notes.append(
+                f"{len(names)} earlier tries' logs copied as files, but Airflow 3 shows an earlier try only from its "
+                f"retry history, which Airflow {self.source_hook.airflow_version} does not keep (no retry history "
+                f"on the source): {', '.join(names[:MAX_NAMED])}{more}")
+
     # -- reading
 
     def open_source(self, source: StarshipHook, row: dict[str, Any], try_number: int) -> Iterator[bytes] | None:
-        ti = ti_key(row)
         if self._read_via == "starship":
-            response = source.open_task_log(*ti, try_number)
-            return None if response is None else _chunks(response)
-        response = source.open_rest_log(*ti, try_number)
-        if response is None:
-            return None
-        body = _chunks(response)
-        return _strip_ndjson_header(body) if source.airflow_major >= 3 else _strip_text_header(body)
+            return source.open_task_log(*ti_key(row), try_number)
+        return source.open_rest_log(*ti_key(row), try_number)
 
     def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
         for try_number in range(1, int(row.get("try_number") or 0) + 1):
@@ -355,6 +361,9 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                     self.add(summary, "skipped", name, "the source's log is empty")
                     continue
                 self.write_one(summary, target, row, try_number, name, spool)
+            if self._unshown is not None and try_number < int(row.get("try_number") or 0):
+                with self._lock:
+                    self._unshown.append(name)
 
     # -- writing
 
@@ -370,8 +379,7 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
                 return
             existing = _file_chunks(path) if path.exists() else None
         else:
-            response = target.open_task_log(*ti, try_number)
-            existing = None if response is None else _chunks(response)
+            existing = target.open_task_log(*ti, try_number)
         if existing is not None and not self.must_replace(
                 summary, name, _same_stream(existing, spool), "a different log is on the target"):
             return
@@ -405,70 +413,75 @@ class TaskLogsMigrationOperator(_ArtifactOperator):
             return conf.get("logging", "remote_base_log_folder")
         return conf.get("logging", "base_log_folder")
 
-    def _reading_template(self, target_major: int) -> str:
+    def _reading_template(self, target: StarshipHook, row: dict[str, Any]) -> str:
         """The file name template the target's log reader uses for migrated runs.
 
-        ``extra.log_filename_template`` of the target connection wins. Airflow 3 reads runs stored
-        by Starship (which leaves their log template unset) with its *oldest* template: the pre-2.3
-        one Airflow seeds when the configured template is the default, else the configured one.
-        """
+        ``extra.log_filename_template`` of the target connection wins. Starship stores runs without
+        their log template, so the target reads them with its *oldest* one: the configured template
+        on a database made by Airflow 2.3 to 3.1, but Airflow's pre-2.3 one on a database made by 3.2
+        or later (which seeds it first when the configured template is the default). Which one it
+        is, the target's own log route tells: asked for this task instance's log, it names the file
+        it looks for (found, or asked of the worker's log server)."""
         from airflow.configuration import conf
 
         override = self.target_hook.extras.get("log_filename_template")
         if override:
             return str(override)
         configured = conf.get("logging", "log_filename_template")
-        if target_major >= 3 and configured == conf.get_default_value("logging", "log_filename_template"):
-            return LEGACY_LOG_TEMPLATE
-        return configured
+        candidates = [configured] + ([LEGACY_LOG_TEMPLATE] if configured != LEGACY_LOG_TEMPLATE else [])
+        try:
+            said = target.rest_log_sources(*ti_key(row), max(1, int(row.get("try_number") or 1)))
+        except StarshipError as err:
+            said = ""
+            self.log.warning("Could not ask the target which log file name it reads (%s)", err)
+        for template in candidates:
+            if self._relative(template, row, max(1, int(row.get("try_number") or 1)), target) in said:
+                self.log.info("The target reads logs of migrated runs with the file name template %s", template)
+                return template
+        default = configured == conf.get_default_value("logging", "log_filename_template")
+        chosen = LEGACY_LOG_TEMPLATE if target.airflow_major >= 3 and default else configured
+        self.log.warning("The target's log route did not name the file it reads; assuming the template %s (set "
+                         "extra.log_filename_template on the target connection if logs do not show)", chosen)
+        return chosen
+
+    def _relative(self, template: str, row: dict[str, Any], try_number: int, target: StarshipHook) -> str:
+        """The log's path under the log folder, by ``template``."""
+        import jinja2
+
+        if self._run_dates is None:  # ``ts`` of a run: its logical date (Airflow 3: or run_after)
+            self._run_dates = {
+                r["run_id"]: parse_datetime(r.get("logical_date") or r.get("execution_date") or r.get("run_after"))
+                for r in target.iter_dag_runs(row["dag_id"])
+            }
+        when = self._run_dates.get(row["run_id"])
+        ti = SimpleNamespace(dag_id=row["dag_id"], run_id=row["run_id"], task_id=row["task_id"],
+                             map_index=int(row.get("map_index", -1)), try_number=try_number)
+        if "{{" in template or "{%" in template:
+            return jinja2.Template(template).render(ti=ti, ts=when.isoformat() if when else "", try_number=try_number)
+        return template.format(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=try_number,
+                               logical_date=when.isoformat() if when else "", data_interval_start="",
+                               data_interval_end="")
 
     def local_path(self, target: StarshipHook, row: dict[str, Any], try_number: int) -> Path | Any | None:
         """Where the target reads this log; None when the template cannot tell map indexes apart."""
-        import jinja2
-
-        template = self._template
-        map_index = int(row.get("map_index", -1))
-        if map_index >= 0 and "map_index" not in template:
-            return None
         with self._lock:
-            if self._run_dates is None:  # ``ts`` of a run: its logical date (Airflow 3: or run_after)
-                self._run_dates = {
-                    r["run_id"]: parse_datetime(r.get("logical_date") or r.get("execution_date") or r.get("run_after"))
-                    for r in target.iter_dag_runs(row["dag_id"])
-                }
-        when = self._run_dates.get(row["run_id"])
-        ti = SimpleNamespace(dag_id=row["dag_id"], run_id=row["run_id"], task_id=row["task_id"], map_index=map_index,
-                             try_number=try_number)
-        if "{{" in template or "{%" in template:
-            relative = jinja2.Template(template).render(ti=ti, ts=when.isoformat() if when else "", try_number=try_number)
-        else:
-            relative = template.format(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=try_number,
-                                       logical_date=when.isoformat() if when else "", data_interval_start="",
-                                       data_interval_end="")
+            if self._template is None:
+                self._template = self._reading_template(target, row)
+            if int(row.get("map_index", -1)) >= 0 and "map_index" not in self._template:
+                return None
+            relative = self._relative(self._template, row, try_number, target)
         base = self._base_folder()
         if "://" in base:  # remote logging: Airflow's object storage
             from airflow.configuration import conf
 
-            try:
-                from airflow.sdk import ObjectStoragePath
-            except ImportError:  # Airflow 2
-                from airflow.io.path import ObjectStoragePath
-
-            return ObjectStoragePath(base.rstrip("/") + "/" + relative, conn_id=conf.get("logging", "remote_log_conn_id") or None)
+            return object_storage_path(base.rstrip("/") + "/" + relative, conf.get("logging", "remote_log_conn_id") or None)
         return Path(base, relative)
 
 
-def _probe(response: requests.Response | None) -> None:
+def _probe(stream: Iterator[bytes] | None) -> None:
     """A route answered (or said 404): that is all a probe needs; release the connection."""
-    if response is not None:
-        response.close()
-
-
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    try:
-        yield from (c for c in response.iter_content(CHUNK) if c)
-    finally:
-        response.close()
+    if stream is not None:
+        stream.close()
 
 
 def _file_chunks(path: Any) -> Iterator[bytes]:
@@ -501,60 +514,6 @@ def _write_file(path: Any, spool: IO[bytes]) -> None:
     with path.open("wb") as out:
         while chunk := spool.read(CHUNK):
             out.write(chunk)
-
-
-_TEXT_HEADER_END = b" INFO - ::endgroup::\n"
-
-
-def _strip_text_header(body: Iterator[bytes]) -> Iterator[bytes]:
-    """Airflow 2's rendered log: a host line and a "log source details" group, then the log."""
-    head = b""
-    for chunk in body:
-        if head is None:
-            yield chunk
-            continue
-        head += chunk
-        end = head.find(_TEXT_HEADER_END)
-        if end >= 0:
-            rest = head[end + len(_TEXT_HEADER_END):]
-            head = None
-            if rest:
-                yield rest
-        elif len(head) > 1024 * 1024:  # no header after 1 MB: it is all log
-            yield head
-            head = None
-    if head:
-        yield head
-
-
-def _strip_ndjson_header(body: Iterator[bytes]) -> Iterator[bytes]:
-    """Airflow 3's records, one JSON object per line, without the "log source details" group."""
-    pending, in_header = b"", None
-    for chunk in body:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if in_header is not False and line.strip():
-                event = _event_of(line)
-                if in_header is None:
-                    in_header = event == "::group::Log message source details"
-                    if in_header:
-                        continue
-                    in_header = False
-                elif in_header:
-                    if event == "::endgroup::":
-                        in_header = False
-                    continue
-            yield line + b"\n"
-    if pending.strip():
-        yield pending + b"\n"
-
-
-def _event_of(line: bytes) -> str | None:
-    try:
-        return json.loads(line).get("event")
-    except (ValueError, AttributeError):
-        return None
 
 
 __all__ = ["TaskLogsMigrationOperator", "XComsMigrationOperator"]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowException
+from starship_dags.compat import AirflowException
 
 from starship_dags.compat import AirflowSkipException, BaseOperator, mask_secret
 from starship_dags.exceptions import StarshipConflictError, StarshipError

@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowException
+from starship_dags.compat import AirflowException
 
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
 from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, batch_specs, by_dag, plan_skipped

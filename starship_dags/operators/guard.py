@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from starship_dags.compat import AirflowException
 
-from starship_dags.compat import AirflowSkipException, skip_own_downstream
+from starship_dags.compat import AirflowSkipException
+from starship_dags.operators.skipping import skip_downstream
 from starship_dags.exceptions import StarshipAuthError, StarshipError
 from starship_dags.operators.base import StarshipOperator, as_bool
 
@@ -64,7 +65,7 @@ class ActiveRunGuardOperator(StarshipOperator):
             self.log.info("Not selected for this run, skipped: %s", ", ".join(idle))
         # Before the check: when this run stands aside, the skip of this task reaches the tasks that
         # wait for all upstream tasks to finish whatever their state (trigger rule all_done) too.
-        skip_own_downstream(context, idle, ends_task=False)
+        skip_downstream(context, idle, ends_task=False)
         self.stand_aside_or_wait(context)
         return self.go_on(context)
 

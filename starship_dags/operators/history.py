@@ -34,7 +34,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from starship_dags import sync_state
-from starship_dags.compat import skip_own_downstream
+from starship_dags.operators.skipping import skip_downstream
 from starship_dags.exceptions import (
     StarshipAuthError,
     StarshipError,
@@ -57,7 +57,8 @@ from starship_dags.translate import (
 )
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
-    from starship_dags.hooks.starship import PostResult, StarshipHook
+    from starship_dags.hooks.batching import PostResult
+    from starship_dags.hooks.starship import StarshipHook
 
 #: DAG ids of this package's own DAGs: never migrated.
 MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync"})
@@ -281,11 +282,15 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         TASKS_PER_RUN_GUESS, and its history task meets and reports whatever is wrong."""
         if not dag_ids:
             return {}
-        local = threading.local()
+        local, lock = threading.local(), threading.Lock()
+        threads = min(PROBE_THREADS, len(dag_ids))
+        free = [self.source_hook.sibling() for _ in range(threads)]  # made here: see StarshipHook.sibling
 
         def probe(dag_id: str) -> float | None:
-            hook = getattr(local, "hook", None) or self.source_hook.sibling()
-            local.hook = hook
+            hook = getattr(local, "hook", None)
+            if hook is None:
+                with lock:
+                    hook = local.hook = free.pop()
             try:
                 page = hook.get_task_instances(dag_id, limit=PROBE_RUNS, offset=0)
                 rows = [r for r in page.get("task_instances") or [] if isinstance(r, dict)]
@@ -298,7 +303,7 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
 
         self.log.info("Reading task instances per run of %d DAG(s) with at least %d runs to copy", len(dag_ids),
                       PROBE_MIN_RUNS)
-        with ThreadPoolExecutor(min(PROBE_THREADS, len(dag_ids)), thread_name_prefix="probe") as pool:
+        with ThreadPoolExecutor(threads, thread_name_prefix="probe") as pool:
             found = dict(zip(dag_ids, pool.map(probe, dag_ids)))
         return {dag_id: value for dag_id, value in found.items() if value is not None}
 
@@ -441,7 +446,7 @@ class HistoryOperator(MigrationOperator):
         if summary.dry_run:
             summary.created += len(rows)
             return []
-        from starship_dags.hooks.starship import PostResult  # loaded with the hooks, by now
+        from starship_dags.hooks.batching import PostResult  # loaded with the hooks, by now
 
         source_major, target_major = self.majors
         translated = without_null_columns([translate(what.kind, row, source_major, target_major) for row in rows])
@@ -564,7 +569,7 @@ class DagRunsMigrationOperator(HistoryOperator):
         skipped = self.pushed_plan["skipped_tasks"]
         if skipped:
             self.log.info("Nothing to do for %s; skipped", ", ".join(skipped))
-        skip_own_downstream(context, skipped)  # on Airflow 3 this ends the task (successfully)
+        skip_downstream(context, skipped)  # on Airflow 3 this ends the task (successfully)
 
     def start_dag(self, spec: dict[str, Any]) -> bool:
         self.source_dag = spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from starship_dags.compat import AirflowException
 
 from starship_dags.compat import BaseOperator
 from starship_dags.operators.base import as_bool

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration import history_seed, rig
+from tests.integration import history_seed, rig, scheduled
 from tests.integration.parity import reset_history
 
 
@@ -18,14 +18,22 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+class Envs(dict):
+    """Airflow virtual environments by minor, built (or taken from the cache) and given this working
+    tree's package the first time a test asks for one: a run of some tests builds only theirs."""
+
+    def __missing__(self, version: str) -> rig.AirflowEnv:
+        env = rig.AirflowEnv(version).ensure()
+        env.install_project()
+        self[version] = env
+        return env
+
+
 @pytest.fixture(scope="session")
-def envs() -> dict[str, rig.AirflowEnv]:
+def envs() -> Envs:
     if not rig.pg_reachable():
         pytest.fail(f"PostgreSQL is not reachable at {rig.PG_HOST}:{rig.PG_PORT}; integration tests need it")
-    built = {version: rig.AirflowEnv(version).ensure() for version in rig.AIRFLOW_VERSIONS}
-    for env in built.values():
-        env.install_project()
-    return built
+    return Envs()
 
 
 @pytest.fixture(scope="session")
@@ -47,26 +55,8 @@ def target(request, envs):
 @pytest.fixture(scope="session")
 def history_source(source):
     """The source with real scheduler runs of history_seed.REAL_DAGS, then 5,000 bulk runs."""
-    shutil.copy(rig.HISTORY_DAGS, source.dags_folder)
     (source.dags_folder / "source_only.py").write_text(history_seed.SOURCE_ONLY_DAG)
-    source.cli("dags", "reserialize")
-    for dag_id in history_seed.REAL_DAGS:
-        source.cli("dags", "unpause", dag_id)
-    source.cli("dags", "trigger", "hist_mapped", "-c", json.dumps({"nested": {"ключ": {"deep": [1, {"x": "日本"}]}}}))
-    source.cli("dags", "trigger", "hist_failing", "-c", json.dumps({"ü": ["✓", 1, None], "emoji": "🚀"}))
-    scheduler = source.start_scheduler()
-    expected_runs = {"hist_mapped": 4, "hist_retry": 2, "hist_failing": 1}
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
-        done = dict(source.sql(
-            "SELECT dag_id, count(*) FROM dag_run WHERE state IN ('success', 'failed') GROUP BY dag_id"))
-        if all(done.get(d, 0) >= n for d, n in expected_runs.items()):
-            break
-        time.sleep(3)
-    source.stop_processes(scheduler)
-    assert all(done.get(d, 0) >= n for d, n in expected_runs.items()), done
-    for dag_id in history_seed.REAL_DAGS:
-        source.cli("dags", "pause", dag_id)
+    scheduled.make(source)
     seeded = json.loads(source.python(history_seed.SCRIPT, stdin=json.dumps({
         "dags": list(history_seed.BULK_DAGS), "first": 0, "runs": history_seed.BULK_RUNS,
         "tasks": list(history_seed.BULK_TASKS), "queued": [history_seed.QUEUED_RUN],

@@ -53,6 +53,9 @@ def tis_of(server: rig.AirflowServer, dag_id: str, route: str, run_ids: set[str]
         if route == "task_instance_history":
             key += (row["try_number"],)
         values = {f: norm(row.get(f)) for f in TI_FIELDS}
+        # Airflow shows the task id where the display name is NULL (and Starship on Airflow 2.8 and
+        # older does not serve the column at all)
+        values["task_display_name"] = values["task_display_name"] or row["task_id"]
         if values["rendered_map_index"] is None and row["map_index"] >= 0:
             # Airflow 3's model shows str(map_index) where the stored label is NULL, Airflow 2 shows NULL.
             values["rendered_map_index"] = str(row["map_index"])

@@ -30,6 +30,7 @@ from typing import Any
 import requests
 
 from starship_dags.report import expand
+from starship_dags.versions import SOURCES, STARSHIP_VERSION, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("STARSHIP_DAGS_CACHE", Path.home() / ".cache" / "starship-dags"))
@@ -37,11 +38,28 @@ PG_HOST = os.environ.get("STARSHIP_DAGS_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("STARSHIP_DAGS_PG_PORT", "5432"))
 PG_USER = os.environ.get("STARSHIP_DAGS_PG_USER", "postgres")
 
-STARSHIP = "astronomer-starship==2.10.1"
+STARSHIP = f"astronomer-starship=={STARSHIP_VERSION}"
 HTTP_PROVIDER = "apache-airflow-providers-http==6.3.0"
+#: Each supported minor (starship_dags.versions) as the tests install it: its newest patch release,
+#: resolved with the packages PyPI had two days after that release (``uv --exclude-newer``), as
+#: Airflow's constraint files of the release pin them. Starship is the one package taken newer.
+RELEASES = {
+    "2.7": ("2.7.3", "2023-11-08"),
+    "2.8": ("2.8.4", "2024-03-27"),
+    "2.9": ("2.9.3", "2024-07-18"),
+    "2.10": ("2.10.5", "2025-02-12"),
+    "2.11": ("2.11.0", "2025-05-22"),
+    "3.0": ("3.0.6", "2025-08-31"),
+    "3.1": ("3.1.8", "2026-03-13"),
+    "3.2": ("3.2.2", "2026-05-31"),
+    "3.3": ("3.3.2", "2026-09-19"),
+}
+STARSHIP_RELEASED = "2026-09-19"
+assert set(RELEASES) == {*SOURCES, *TARGETS}, "every minor of starship_dags.versions needs a release here"
 AIRFLOW_VERSIONS = {
-    "2.11": ["apache-airflow[postgres]==2.11.0", STARSHIP, HTTP_PROVIDER],
-    "3.3": ["apache-airflow[postgres]==3.3.2", STARSHIP, HTTP_PROVIDER],
+    minor: ["apache-airflow[postgres]==" + release, STARSHIP, "apache-airflow-providers-http",
+            f"--exclude-newer={day}", f"--exclude-newer-package=astronomer-starship={STARSHIP_RELEASED}"]
+    for minor, (release, day) in RELEASES.items()
 }
 #: Environments only the benchmark uses (``bench/``, and its smoke test): Airflow 2.11 with the Celery
 #: executor and Starship's own operators (the ``provider`` extra).
@@ -105,7 +123,7 @@ VENV_LAYOUT = "bytecode"
 
 @dataclass
 class AirflowEnv:
-    version: str  # a key of ENV_SPECS: "2.11", "3.3" or "2.11-bench"
+    version: str  # a key of ENV_SPECS: a minor such as "2.9", or "2.11-bench"
     path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -567,7 +585,9 @@ class DagTestResult:
     def explain(self) -> str:
         """What went wrong, for assertion messages: failures by name, task states, the output's end."""
         failures = [f"{task}: {f['item']}: {f['reason']}" for task, s in self.summaries.items() for f in s["failures"]]
-        return "\n".join([f"states: {self.task_states}", *failures, "--- output tail", self.output[-3000:]])
+        first = self.output.find("Traceback (most recent call last)")
+        traceback = ["--- first traceback", self.output[first:first + 4000]] if first >= 0 else []
+        return "\n".join([f"states: {self.task_states}", *failures, *traceback, "--- output tail", self.output[-3000:]])
 
 
 def migration_env(target: AirflowServer, source: AirflowServer, source_conn: dict[str, str] | None = None,

@@ -1,4 +1,5 @@
-"""Every DAG file this project ships imports cleanly in a DagBag on Airflow 2.11 and 3.3, offline.
+"""Every DAG file this project ships imports cleanly in a DagBag, and every module of the package
+imports, on every supported target minor (``starship_dags.versions.TARGETS``), offline.
 
 The parse runs in a network namespace of its own (``unshare --net``): no interface but a downed
 loopback, so a DAG file that reached for the network or the metadata database at parse time fails.
@@ -11,13 +12,22 @@ import shutil
 
 import pytest
 
+from starship_dags.versions import TARGETS
 from tests.integration import rig
 
 FOLDERS = {"dags": rig.ROOT / "dags", "astro/dags": rig.ROOT / "astro" / "dags"}
 SHIPPED = {"starship_migration", "starship_sync"}
 
 PARSE = r"""
-import json, sys
+import importlib, json, pkgutil, sys
+import starship_dags
+modules = {}
+for info in pkgutil.walk_packages(starship_dags.__path__, "starship_dags."):
+    try:
+        importlib.import_module(info.name)
+        modules[info.name] = None
+    except Exception as err:
+        modules[info.name] = f"{type(err).__name__}: {err}"
 try:
     from airflow.dag_processing.dagbag import DagBag  # Airflow 3.3
 except ImportError:
@@ -33,7 +43,7 @@ for folder in sys.argv[1:]:
                       for dag_id in bag.dag_ids},
         "max_active_runs": {dag_id: bag.dags[dag_id].max_active_runs for dag_id in bag.dag_ids},
     }
-print("RESULT " + json.dumps(found))
+print("RESULT " + json.dumps({"bags": found, "modules": modules}))
 """
 
 
@@ -42,7 +52,7 @@ def test_astro_dags_are_the_shipped_dags():
         assert (FOLDERS["astro/dags"] / name).read_text() == (FOLDERS["dags"] / name).read_text(), name
 
 
-@pytest.mark.parametrize("version", ["2.11", "3.3"])
+@pytest.mark.parametrize("version", TARGETS)
 def test_dagbag_imports_offline(envs, version, tmp_path):
     if shutil.which("unshare") is None:
         pytest.fail("unshare (util-linux) is needed to parse without network")
@@ -56,7 +66,10 @@ def test_dagbag_imports_offline(envs, version, tmp_path):
     proc = rig.run(["unshare", "--net", env.python, "-c", PARSE, *map(str, FOLDERS.values())], env=environ,
                    timeout=300)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    found = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT "):])
+    modules, found = result["modules"], result["bags"]
+    assert len(modules) >= 20 and "starship_dags.hooks.starship" in modules, sorted(modules)
+    assert {name: error for name, error in modules.items() if error} == {}, f"on Airflow {version}"
     for label, folder in FOLDERS.items():
         bag = found[str(folder)]
         assert bag["errors"] == {}, f"{label} on Airflow {version}: {bag['errors']}"

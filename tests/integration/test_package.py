@@ -1,4 +1,5 @@
-"""The package as Airflow sees it: provider entry point, connection form, DAG files parse offline."""
+"""The package as Airflow sees it on every supported target minor: provider entry point, connection form.
+(The DAG files' parse is test_dag_integrity.py.)"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import pytest
 
+from starship_dags.versions import TARGETS
 from tests.integration import rig
 
 PROVIDER_PROBE = r"""
@@ -18,22 +20,11 @@ print(json.dumps({
     "provider": "starship-dags" in pm.providers,
     "hook": getattr(hook, "hook_class_name", None),
     "relabeling": behaviour.get("relabeling", {}),
+    "postgres_form": "postgres" in pm.field_behaviours,
 }))
 """
 
-DAGBAG_PROBE = r"""
-import json, socket
-def no_network(*args, **kwargs):
-    raise RuntimeError("DAG parsing tried to open a network connection")
-socket.socket.connect = no_network
-socket.create_connection = no_network
-from airflow.models import DagBag
-bag = DagBag(dag_folder=%r)
-print(json.dumps({"errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()}, "dags": sorted(bag.dag_ids)}))
-"""
-
-
-@pytest.mark.parametrize("version", ["2.11", "3.3"])
+@pytest.mark.parametrize("version", TARGETS)
 def test_connection_type_is_registered(envs, version, tmp_path):
     server = rig.AirflowServer(f"probe{version}", envs[version])
     try:
@@ -42,17 +33,10 @@ def test_connection_type_is_registered(envs, version, tmp_path):
         server.stop(drop=False)
     assert found["provider"] is True
     assert found["hook"] == "starship_dags.hooks.starship.StarshipHook"
+    if not found["postgres_form"]:
+        # Airflow 3.0 and 3.1 load no hook's form fields without the FAB provider (they log "UI
+        # widgets will be missing"): the Postgres provider's hook has none there either
+        assert version in ("3.0", "3.1") and found["relabeling"] == {}, found
+        return
     assert found["relabeling"]["host"] == "Airflow URL"
     assert found["relabeling"]["password"] == "Password or API token"
-
-
-@pytest.mark.parametrize("version", ["2.11", "3.3"])
-def test_dag_files_import_without_errors_or_network(envs, version):
-    server = rig.AirflowServer(f"dagbag{version}", envs[version])
-    try:
-        server.create_database()
-        found = json.loads(server.python(DAGBAG_PROBE % str(rig.ROOT / "dags")).strip().splitlines()[-1])
-    finally:
-        server.stop()
-    assert found["errors"] == {}
-    assert "starship_migration" in found["dags"]

@@ -5,14 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from starship_dags.operators.artifacts import (
-    _NOT_JSON,
-    _decode,
-    _same,
-    _same_stream,
-    _strip_ndjson_header,
-    _strip_text_header,
-)
+from starship_dags.hooks.log_format import strip_ndjson_header as _strip_ndjson_header
+from starship_dags.hooks.log_format import strip_text_header as _strip_text_header
+from starship_dags.operators.artifacts import _NOT_JSON, _decode, _same, _same_stream
 
 
 def pieces(data: bytes, size: int):

@@ -15,14 +15,9 @@ from starship_dags.exceptions import (
     StarshipServerError,
     StarshipTransportError,
 )
-from starship_dags.hooks.starship import (
-    StarshipHook,
-    encode_item,
-    is_transient_response,
-    iter_byte_batches,
-    response_detail,
-    retry_after_seconds,
-)
+from starship_dags.hooks.batching import encode_item, iter_byte_batches
+from starship_dags.hooks.starship import StarshipHook
+from starship_dags.hooks.transport import is_transient_response, response_detail, retry_after_seconds
 
 
 def response(status: int, body=b"", headers=None) -> requests.Response:
@@ -279,13 +274,13 @@ def test_gave_up_message_counts_attempts(fake_server, conn_env):
 def test_verify_strings_are_booleans(conn_env, value, expected):
     extra = {} if value is None else {"verify": value}
     hook = StarshipHook(conn_env("c", host="https://127.0.0.1:9", password="t", extra=extra))
-    assert hook.get_conn().verify is expected
+    assert hook.verify is expected
 
 
 def test_verify_naming_a_missing_ca_bundle_is_a_clear_error(conn_env):
     hook = StarshipHook(conn_env("c", host="https://127.0.0.1:9", password="t", extra={"verify": "/nope/ca.pem"}))
     with pytest.raises(ValueError, match="connection 'c': extra 'verify' names a CA bundle that does not exist"):
-        hook.get_conn()
+        hook.get_pools()
 
 
 def test_a_refused_password_is_not_tried_again_by_the_next_task(fake_server, conn_env):
@@ -360,7 +355,19 @@ def test_a_sibling_for_another_thread_shares_the_login_and_what_was_read_but_not
     fake_server.script((200, None, [{"name": "p"}]))
     sibling = main.sibling()
     assert sibling.get_pools() == [{"name": "p"}]
-    assert sibling.login_count == 0 and sibling.request_count == 1 and sibling._session is not main._session
+    assert sibling.login_count == 0 and sibling.request_count == 1
+    assert sibling.login.credentials is not main.login.credentials  # a login of its own from now on
     assert fake_server.seen[-1][3]["Authorization"] == "Bearer jwt-sibling-1"
     assert sibling.airflow_version == "3.3.0" and sibling.retries == 2 and "pw-secret" in sibling._secrets
     assert main.sibling(version="2.11.0").airflow_version == "2.11.0"
+
+
+def test_a_sibling_of_a_hook_that_made_no_call_yet_logs_in_without_asking_airflow_again(
+        fake_server, conn_env, monkeypatch):
+    fake_server.script((401, None, {"detail": "Not authenticated"}), (201, None, {"access_token": "jwt-2"}),
+                       (200, None, []))
+    main = StarshipHook(conn_env("c", host=fake_server.url, login="admin", password="pw-secret"))
+    sibling = main.sibling()
+    monkeypatch.delenv("AIRFLOW_CONN_C")  # a thread must not look the connection up again
+    assert sibling.get_pools() == [] and sibling.login_count == 1
+    assert fake_server.seen[-1][3]["Authorization"] == "Bearer jwt-2"
