@@ -21,12 +21,14 @@ from starship_dags.compat import AirflowException
 
 from starship_dags.compat import AirflowSkipException
 from starship_dags.operators.skipping import skip_downstream
+from starship_dags.versions import UnsupportedVersionError, check_pair
 from starship_dags.exceptions import StarshipAuthError, StarshipError
 from starship_dags.operators.base import StarshipOperator, as_bool
 
 #: The run's first task: the guard, and the discovery of the DAGs (the mapped history's input).
 GUARD_TASK_ID = "start"
 SKIP_REASON_KEY = "skip_reason"
+REFUSED_KEY = "refused"  # why the run refused to start (a pair of versions outside the matrix)
 
 
 def stood_aside(task: Any, context: Any) -> str | None:
@@ -34,6 +36,13 @@ def stood_aside(task: Any, context: Any) -> str | None:
     if not (task.has_dag() and GUARD_TASK_ID in task.dag.task_ids):
         return None
     return context["ti"].xcom_pull(task_ids=GUARD_TASK_ID, key=SKIP_REASON_KEY)
+
+
+def refused_reason(task: Any, context: Any) -> str | None:
+    """Why this DAG run refused to start (a pair of versions outside the matrix); None: it did not."""
+    if not (task.has_dag() and GUARD_TASK_ID in task.dag.task_ids):
+        return None
+    return context["ti"].xcom_pull(task_ids=GUARD_TASK_ID, key=REFUSED_KEY)
 
 
 class ActiveRunGuardOperator(StarshipOperator):
@@ -66,8 +75,21 @@ class ActiveRunGuardOperator(StarshipOperator):
         # Before the check: when this run stands aside, the skip of this task reaches the tasks that
         # wait for all upstream tasks to finish whatever their state (trigger rule all_done) too.
         skip_downstream(context, idle, ends_task=False)
+        self.check_versions(context)
         self.stand_aside_or_wait(context)
         return self.go_on(context)
+
+    def check_versions(self, context: Any) -> None:
+        """Refuse a source and target pair outside the tested matrix (starship_dags.versions), before
+        anything is written; log the pair's limits otherwise."""
+        source, target = self.source_hook.airflow_version, self.target_hook.airflow_version
+        try:
+            limits = check_pair(source, target)
+        except UnsupportedVersionError as err:
+            context["ti"].xcom_push(key=REFUSED_KEY, value=str(err))
+            raise
+        self.log.info("Migrating from Airflow %s into Airflow %s%s", source, target,
+                      "".join(f"\n  limit: {text}" for text in limits) or " (no known limits)")
 
     def go_on(self, context: Any) -> Any:
         """The task's own work once the run may go on; its value is the task's return value."""
@@ -102,4 +124,4 @@ class ActiveRunGuardOperator(StarshipOperator):
             time.sleep(self.poll_seconds)
 
 
-__all__ = ["GUARD_TASK_ID", "SKIP_REASON_KEY", "ActiveRunGuardOperator", "stood_aside"]
+__all__ = ["GUARD_TASK_ID", "REFUSED_KEY", "SKIP_REASON_KEY", "refused_reason", "ActiveRunGuardOperator", "stood_aside"]

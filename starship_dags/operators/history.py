@@ -235,8 +235,8 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
             self.log.warning("Not on the source, ignored: %s", ", ".join(unknown))
         dag_ids = sorted((set(wanted) & set(source_dags)) if wanted else set(source_dags))
         dag_ids = [d for d in dag_ids if d not in excluded]
-        # the target's version goes to the history tasks with each DAG, sparing each a request (the
-        # source's too, below, when there is something to copy: an idle sync never needs it)
+        # both servers' versions (read by the version check) go to the history tasks with each DAG,
+        # sparing each task its requests
         target_version = self.target_hook.airflow_version
         parsed = {d["dag_id"] for d in self.target_hook.get_dags()} if self.target_hook.airflow_major >= 3 else None
         # With a full comparison the markers are ignored, but still looked up: the copy deletes a
@@ -259,7 +259,7 @@ class DiscoverDagsOperator(ActiveRunGuardOperator):
         # counts the runs, a page of the newest runs tells the task instances per run), so that
         # the tasks end about together
         per_run = self.tasks_per_run([d for d, n in zip(dag_ids, runs) if n >= PROBE_MIN_RUNS])
-        source_version = self.source_hook.airflow_version if any(runs) else None
+        source_version = self.source_hook.airflow_version  # read by the version check already
         for spec in specs:
             spec["tasks_per_run"] = per_run.get(spec["dag_id"])
             spec["source_version"] = source_version

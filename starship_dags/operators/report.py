@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from starship_dags.compat import AirflowException
-
-from starship_dags.compat import BaseOperator
+from starship_dags.compat import AirflowException, BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
-from starship_dags.operators.guard import stood_aside
+from starship_dags.operators.guard import refused_reason, stood_aside
 from starship_dags.operators.history import batch_specs, by_dag, plan_skipped
 from starship_dags.report import Summary, expand, format_table
 
@@ -94,10 +92,15 @@ class MigrationReportOperator(BaseOperator):
                 "No summary from %s: these tasks did not run (an upstream task failed) or were killed",
                 ", ".join(missing),
             )
+        refused = refused_reason(self, context)
+        if refused:
+            report["refused"] = refused
+            self.log.error("The run refused to start: %s", refused)
         if failed or missing:
             ti.xcom_push(key="report", value=report)
             raise AirflowException(
                 f"migration incomplete: {failed} item(s) failed"
                 + (f"; no summary from {', '.join(missing)}" if missing else "")
+                + (f"; {refused}" if refused else "")
             )
         return report

@@ -581,6 +581,7 @@ class DagTestResult:
     task_states: dict[str, str]
     summaries: dict[str, Any]  # task label -> the operator's summary (XCom key "summary"); "label/resource" for its parts
     report: Any = None  # the report task's return value
+    run_id: str | None = None
 
     def explain(self) -> str:
         """What went wrong, for assertion messages: failures by name, task states, the output's end."""
@@ -639,7 +640,7 @@ def collect_run(target: AirflowServer, dag_id: str, run_id: str, returncode: int
                 own = f"{label}/{pushed['dag_id']}" if isinstance(value, list) else label
                 for number, summary in enumerate(expand(pushed)):
                     summaries[own if number == 0 else f"{own}/{summary['resource']}"] = summary
-    return DagTestResult(returncode, output, state, tasks, summaries, report)
+    return DagTestResult(returncode, output, state, tasks, summaries, report, run_id)
 
 
 def xcom_json(value: Any) -> Any:

@@ -124,12 +124,15 @@ def test_dags_are_dealt_out_by_their_task_instances_per_run(caplog, capfd):
     assert dag_weight(0, 40.0) < dag_weight(1, 0)
 
 
-def test_start_reads_the_source_version_only_when_there_is_something_to_copy():
-    """The history tasks take the source's version from their specs; an idle sync never asks for it."""
+def test_start_reads_the_source_version_once_checks_the_pair_and_passes_it_on():
+    """The history tasks take the source's version from their specs; ``start`` reads it once, for the
+    version check, busy or idle (an idle sync costs that one request more)."""
+    from functools import cached_property
+
     from starship_dags import sync_state
 
     class _Counted(_Dags):
-        @property
+        @cached_property  # as the hook's
         def airflow_version(self):
             self.asked = getattr(self, "asked", 0) + 1
             return "2.10.5"
@@ -137,14 +140,29 @@ def test_start_reads_the_source_version_only_when_there_is_something_to_copy():
     runs = {"a": 400, "b": 3}
     busy = _Counted(list(runs), runs)
     batches = _discover(list(runs), 2, runs, source=busy)
-    assert busy.asked == 1  # once for every DAG and task
+    assert busy.asked == 1
     assert [spec["source_version"] for batch in batches for spec in batch] == ["2.10.5", "2.10.5"]
     idle = {d: sync_state.make_marker(source_url="http://source/", run_count=n, digest="x", pending=[], selection={})
             for d, n in runs.items()}
     quiet = _Counted(list(runs), runs)
     batches = _discover(list(runs), 2, runs, markers=idle, source=quiet)
-    assert not hasattr(quiet, "asked")
-    assert [spec["source_version"] for batch in batches for spec in batch] == [None, None]
+    assert quiet.asked == 1
+    assert [spec["source_version"] for batch in batches for spec in batch] == ["2.10.5", "2.10.5"]
+
+
+@pytest.mark.parametrize("source, target", [("2.6.3", "2.11.0"), ("3.3.2", "2.11.0"), ("2.11.0", "3.4.0")])
+def test_start_refuses_a_pair_outside_the_matrix_before_anything_else(source, target):
+    from starship_dags.versions import UnsupportedVersionError
+
+    src, tgt = _Dags(["a"], {"a": 3}), _Dags([])
+    src.airflow_version, tgt.airflow_version = source, target
+    src.get_dags = tgt.get_dags = None  # never reached
+    op = DiscoverDagsOperator(task_id="start", other_dag_id="starship_sync", wait=True, tasks=2)
+    op.__dict__["source_hook"], op.__dict__["target_hook"] = src, tgt
+    ti = _Ti()
+    with pytest.raises(UnsupportedVersionError, match=f"from Airflow {source} into Airflow {target}"):
+        op.execute({"dag": None, "ti": ti})
+    assert ti.pushed["refused"].startswith(f"migrating from Airflow {source} into Airflow {target} is not supported")
 
 
 def test_dealing_keeps_weights_even_and_every_dag_once():

@@ -264,6 +264,8 @@ def test_environment_lists_names_only():
 
 
 class FakeRest:
+    airflow_version = "2.11.0"  # the guard checks the pair of versions first
+
     def __init__(self, *answers, paused=False):
         self.answers = list(answers)
         self.paused = paused
@@ -283,6 +285,7 @@ def test_sync_guard_skips_while_a_manual_run_is_active():
 
     op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_migration", wait=False)
     op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "manual__1"}])
+    op.__dict__["source_hook"] = FakeRest([])
     context = _context()
     with pytest.raises(AirflowSkipException):
         op.execute(context)
@@ -295,6 +298,7 @@ def test_sync_guard_that_stands_aside_skips_the_whole_run_not_only_the_unselecte
     op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_migration", wait=False,
                                 children={"settings.pools": False, "cutover_pause_source": False})
     op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "manual__1"}])
+    op.__dict__["source_hook"] = FakeRest([])
     context = _context()
     with pytest.raises(AirflowSkipException):
         op.execute(context)
@@ -312,6 +316,7 @@ def test_sync_guard_that_stands_aside_skips_the_whole_run_not_only_the_unselecte
 def test_guard_skips_the_tasks_the_form_leaves_out(children, skipped):
     op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_sync", wait=True, children=children)
     op.__dict__["target_hook"] = FakeRest([])
+    op.__dict__["source_hook"] = FakeRest([])
     context = _context()
     context["ti"].map_index = -1
     # the same skip list on Airflow 2 and 3, and the task goes on (its value may be a map's input)
@@ -325,12 +330,16 @@ def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeyp
     monkeypatch.setattr(guard.time, "sleep", lambda _s: None)
     op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_sync", wait=True, poll_seconds=0)
     op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "scheduled__1"}], [])
+    op.__dict__["source_hook"] = FakeRest([])
     op.execute(_context())  # returns once the sync is done
     op.__dict__["target_hook"] = FakeRest(StarshipServerError("t", "GET", "/api/v2/x", 500, "boom"))
+    op.__dict__["source_hook"] = FakeRest([])
     op.execute(_context())  # cannot check: goes on
     op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "scheduled__2"}], paused=True)
+    op.__dict__["source_hook"] = FakeRest([])
     op.execute(_context())  # a paused sync's run stands still: not waited for
     op.__dict__["target_hook"] = FakeRest(StarshipAuthError("t", "GET", "/api/v2/x", 401, "no"))
+    op.__dict__["source_hook"] = FakeRest([])
     with pytest.raises(StarshipAuthError):
         op.execute(_context())
 
