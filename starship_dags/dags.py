@@ -13,16 +13,18 @@ from typing import Any
 import pendulum
 
 from starship_dags.compat import DAG, Param, TaskGroup, task_group
-from starship_dags.operators.artifacts import TaskLogsMigrationOperator, XComsMigrationOperator
 from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator
 from starship_dags.operators.environment import SourceEnvironmentOperator
 from starship_dags.operators.guard import GUARD_TASK_ID
-from starship_dags.operators.history import HISTORY_TASKS, DagRunsMigrationOperator, DiscoverDagsOperator
+from starship_dags.operators.dag_runs import DagRunsMigrationOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
+from starship_dags.operators.start import HISTORY_TASKS, DiscoverDagsOperator
+from starship_dags.operators.task_logs import TaskLogsMigrationOperator
 from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
 from starship_dags.operators.variables import VariablesMigrationOperator
+from starship_dags.operators.xcoms import XComsMigrationOperator
 
 KEYED_RESOURCES = {
     "pools": (PoolsMigrationOperator, "pool_names", "Pool names"),

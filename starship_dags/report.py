@@ -8,6 +8,7 @@ others' summaries in ``parts``; :func:`expand` and :func:`failed_total` see them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,6 +69,19 @@ def expand(data: Any) -> list[dict[str, Any]]:
         return []
     parts = [p for p in data.get("parts") or [] if isinstance(p, dict)]
     return [{k: v for k, v in data.items() if k != "parts"}, *parts]
+
+
+def summaries_by_dag(pushed: Any) -> dict[str, dict[str, Any]]:
+    """Per DAG id, the summaries that history tasks pushed (a list per batch), from one map index or
+    a sequence of them (Airflow returns a lazy sequence, not a list, for several map indexes)."""
+    found: dict[str, dict[str, Any]] = {}
+    if isinstance(pushed, dict):
+        if pushed.get("dag_id") is not None:
+            found[pushed["dag_id"]] = pushed
+    elif isinstance(pushed, Iterable) and not isinstance(pushed, (str, bytes)):
+        for value in pushed:
+            found.update(summaries_by_dag(value))
+    return found
 
 
 def failed_total(data: dict[str, Any]) -> int:

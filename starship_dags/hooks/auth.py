@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 
 from starship_dags.exceptions import StarshipAuthError, StarshipRateLimitedError
+from starship_dags.hooks.errors import response_detail
 from starship_dags.hooks.session_cache import SessionCache
-
-if TYPE_CHECKING:
-    from starship_dags.hooks.transport import AirflowHttpHook
 
 #: Answers to a login that mean "wrong credentials": Airflow 2 shows the form again (200, or a
 #: redirect back to it), Airflow 3 answers 401/403.
@@ -84,9 +82,11 @@ class StarshipAuth(requests.auth.AuthBase):
 class Login:
     """Fills a hook's :class:`Credentials` from its connection and logs in when the server asks.
 
-    ``send(method, endpoint, **kwargs)`` is the hook's raw exchange (retries, no error mapping)."""
+    ``hook`` is the :class:`~starship_dags.hooks.transport.AirflowHttpHook` it logs in for (its
+    connection, URL and log), ``send(method, endpoint, **kwargs)`` its raw exchange (retries, no
+    error mapping)."""
 
-    def __init__(self, hook: AirflowHttpHook, send: Callable[..., requests.Response]) -> None:
+    def __init__(self, hook: Any, send: Callable[..., requests.Response]) -> None:
         self.hook = hook
         self.send = send
         self.credentials = Credentials()
@@ -223,8 +223,6 @@ class Login:
 
     def _airflow3_token(self, secrets: Iterable[str]) -> None:
         """Exchange login and password for a JWT at an Airflow 3 api-server's ``/auth/token``."""
-        from starship_dags.hooks.transport import response_detail
-
         conn = self.hook.connection
         self.credentials.token = None
         self.count += 1

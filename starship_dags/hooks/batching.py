@@ -22,7 +22,7 @@ from starship_dags.exceptions import (
     StarshipTransportError,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only the type: batching is the transport's client, not its part
     from starship_dags.hooks.transport import AirflowHttpHook
 
 #: Below the Airflow 2 webserver's default ``allowed_payload_size`` of 1 MiB.

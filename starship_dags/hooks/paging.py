@@ -72,10 +72,12 @@ class Page:
 def run_pages(fetch: Callable[..., dict[str, Any]], dag_id: str, list_key: str,
               natural_key: Callable[[dict[str, Any]], Hashable], pager: RunPager, *,
               more: Callable[[int, int], bool] | None = None, wanted: set[str] | None = None,
-              first: dict[str, Any] | None = None) -> Iterator[Page]:
+              first: dict[str, Any] | None = None, every_row: Callable[[dict[str, Any]], None] | None = None,
+              ) -> Iterator[Page]:
     """Pages of ``fetch(dag_id, limit=, offset=)`` until ``more(offset, total)`` says stop (by
     default: when the DAG's ``dag_run_count`` is covered). ``wanted``: only rows of these runs
-    (the set is not changed). ``first``: page one, when the caller already has it."""
+    (the set is read as it is when each page comes). ``first``: page one, when the caller already
+    has it. ``every_row``: called with every row read, before any is left out."""
     seen_runs: set[str] = set()
     total = 0
     page = first
@@ -87,6 +89,8 @@ def run_pages(fetch: Callable[..., dict[str, Any]], dag_id: str, list_key: str,
         keys: set[Hashable] = set()
         kept, runs = [], set()
         for row in rows:
+            if every_row is not None:
+                every_row(row)
             run_id = row["run_id"]
             if run_id in seen_runs or (wanted is not None and run_id not in wanted):
                 continue

@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.compat import is_sensitive_key
-from starship_dags.operators.base import KeyedResourceOperator
+from starship_dags.operators.keyed import KeyedResourceOperator
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook

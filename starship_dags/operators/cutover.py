@@ -28,10 +28,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.compat import AirflowException
-
 from starship_dags.operators.base import MigrationOperator, as_bool, as_name_list
-from starship_dags.operators.history import MIGRATION_DAG_IDS, RUN_PAGE, batch_specs, by_dag, plan_skipped
-from starship_dags.report import Summary, failed_total
+from starship_dags.operators.rows import RUN_PAGE
+from starship_dags.operators.start import MIGRATION_DAG_IDS
+from starship_dags.plan import batch_specs, plans_by_dag
+from starship_dags.report import Summary, failed_total, summaries_by_dag
 from starship_dags.sync_state import INTERNAL_PREFIX, read_json_variables
 from starship_dags.translate import parse_datetime
 
@@ -225,11 +226,14 @@ class CutoverUnpauseOperator(_CutoverOperator):
             found = ti.xcom_pull(task_ids=task_id, key="summary") if as_bool(enabled) else {}
             if not isinstance(found, dict) or failed_total(found):
                 problems["*"] = f"{task_id} did not finish cleanly"
-        pulled: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
+        pulled: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-        def of_batch(task_id: str, key: str, index: int) -> dict[str, dict[str, Any]]:
+        def of_batch(task_id: str, key: str, index: int) -> dict[str, Any]:
+            """Per DAG id, what a history task pushed for one batch: its summaries, or (dag_runs'
+            return value) its plans."""
             if (task_id, key, index) not in pulled:
-                pulled[task_id, key, index] = by_dag(ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index))
+                pushed = ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index)
+                pulled[task_id, key, index] = plans_by_dag(pushed) if key == "return_value" else summaries_by_dag(pushed)
             return pulled[task_id, key, index]
 
         for index, spec in batch_specs(ti.xcom_pull(task_ids=self.discover_task_id)):
@@ -237,8 +241,9 @@ class CutoverUnpauseOperator(_CutoverOperator):
             problems.setdefault(dag_id, "")
             for task_id, enabled in self.dag_checks.items():
                 found = of_batch(task_id, "summary", index).get(dag_id) if as_bool(enabled) else {}
-                if found is None and task_id in self.planned_by and plan_skipped(
-                        of_batch(self.planned_by[task_id], "return_value", index).get(dag_id), task_id):
+                plan = of_batch(self.planned_by[task_id], "return_value", index).get(dag_id) \
+                    if task_id in self.planned_by else None
+                if found is None and plan is not None and plan.skips(task_id):
                     continue  # nothing to do for it: the DAG's history was complete already
                 if not isinstance(found, dict) or failed_total(found):
                     problems[dag_id] = f"{task_id} did not finish cleanly"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from starship_dags.operators.base import KeyedResourceOperator
+from starship_dags.operators.keyed import KeyedResourceOperator
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook

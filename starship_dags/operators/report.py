@@ -8,8 +8,8 @@ from starship_dags.compat import AirflowException, BaseOperator
 from starship_dags.operators.base import as_bool
 from starship_dags.operators.environment import RESOURCE as ENVIRONMENT
 from starship_dags.operators.guard import refused_reason, stood_aside
-from starship_dags.operators.history import batch_specs, by_dag, plan_skipped
-from starship_dags.report import Summary, expand, format_table
+from starship_dags.plan import batch_specs, plans_by_dag
+from starship_dags.report import Summary, expand, format_table, summaries_by_dag
 
 
 class MigrationReportOperator(BaseOperator):
@@ -19,7 +19,7 @@ class MigrationReportOperator(BaseOperator):
         meant to run and left no summary crashed before it could report).
     :param mapped: mapped task id -> the task whose list of batches of DAGs it is mapped over.
     :param planned_by: mapped task id -> the task of the same DAG that may skip it as having
-        nothing to do (see :func:`~starship_dags.operators.history.plan_skipped`).
+        nothing to do (see :meth:`~starship_dags.plan.DagPlan.skips`).
     """
 
     template_fields = ("expected",)
@@ -36,9 +36,9 @@ class MigrationReportOperator(BaseOperator):
         self.planned_by = planned_by or {}
 
     @staticmethod
-    def _by_dag(ti: Any, task_id: str, key: str, count: int) -> dict[str, dict[str, Any]]:
-        """What a mapped history task pushed under ``key`` (summaries, or plans), by DAG id."""
-        return by_dag(ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count))) if count else [])
+    def _pulled(ti: Any, task_id: str, key: str, count: int) -> Any:
+        """What a mapped history task pushed under ``key`` in every map index."""
+        return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=list(range(count))) if count else []
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
@@ -48,7 +48,7 @@ class MigrationReportOperator(BaseOperator):
             return {"summaries": [], "missing": [], "failed": 0, "table": "", "skipped": guarded}
         summaries: list[Summary] = []
         missing: list[str] = []
-        plans: dict[str, dict[str, Any]] = {}  # per planning task: DAG id -> its plan
+        plans: dict[str, dict[str, Any]] = {}  # per planning task: DAG id -> its DagPlan
         for task_id, enabled in self.expected.items():
             if not as_bool(enabled):
                 continue
@@ -60,15 +60,15 @@ class MigrationReportOperator(BaseOperator):
                     continue
                 # Matched by DAG id: Airflow 2 leaves out the map indexes without a value, so
                 # positions in what it returns are not map indexes.
-                found = self._by_dag(ti, task_id, "summary", len(over))
+                found = summaries_by_dag(self._pulled(ti, task_id, "summary", len(over)))
                 planner = self.planned_by.get(task_id)
                 if planner and planner not in plans:
-                    plans[planner] = self._by_dag(ti, planner, "return_value", len(over))
+                    plans[planner] = plans_by_dag(self._pulled(ti, planner, "return_value", len(over)))
                 for index, spec in batch_specs(over):
                     dag_id = spec.get("dag_id") if isinstance(spec, dict) else None
                     if dag_id in found:
                         summaries += [Summary.from_dict(s) for s in expand(found[dag_id])]
-                    elif not (planner and plan_skipped(plans[planner].get(dag_id), task_id)):
+                    elif not (planner and dag_id in plans[planner] and plans[planner][dag_id].skips(task_id)):
                         missing.append(f"{task_id}[{index if dag_id is None else dag_id}]")
             else:
                 value = ti.xcom_pull(task_ids=task_id, key="summary")

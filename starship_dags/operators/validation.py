@@ -15,15 +15,10 @@ from starship_dags import sync_state
 from starship_dags.compat import AirflowSkipException
 from starship_dags.operators.base import MigrationOperator, as_name_list
 from starship_dags.operators.guard import stood_aside
-from starship_dags.operators.history import (
-    RUN_PAGE,
-    TARGET_TI_PAGE_RUNS,
-    PlannedOperator,
-    classify_runs,
-    keys_of_runs,
-)
+from starship_dags.operators.batch import PlannedOperator, classify_runs
+from starship_dags.operators.rows import RUN_PAGE, TARGET_TI_PAGE_RUNS, keys_of_runs, source_task_instances
 from starship_dags.report import Summary
-from starship_dags.translate import parse_datetime, ti_natural_key
+from starship_dags.translate import TASK_INSTANCE, parse_datetime, ti_natural_key
 
 RESOURCE = "validation"
 SHOWN_MISSING = 5  # missing items named per failed count
@@ -110,7 +105,7 @@ class HistoryValidationOperator(PlannedOperator):
         if self.source_dag.get("problem"):
             summary.add("skipped", f"DAG {dag_id!r}", "not migrated (see dag_runs)")
             return
-        if (self.plan or {}).get("idle"):
+        if self.plan is not None and self.plan.idle:
             summary.notes.append("unchanged since the last complete sync; not recounted")
             return
         source, target = self.source_hook, self.target_hook
@@ -123,7 +118,10 @@ class HistoryValidationOperator(PlannedOperator):
         if newer:
             summary.notes.append(f"{len(newer)} run(s) finished after the copy read the source; the next run copies them")
         runs_ok = compare_counts(summary, "runs", wanted, (r["run_id"] for r in target.iter_dag_runs(dag_id, page_size=RUN_PAGE)))
-        source_tis = keys_of_runs(self.source_task_instances(dag_id, wanted, self.plan or {}), ti_natural_key, wanted)
+        plan = self.plan
+        source_tis = keys_of_runs(source_task_instances(source, dag_id, wanted, estimate=self.ti_page_estimate(),
+                                                        depth=plan.scan_runs if plan else 0,
+                                                        total=plan.source_total if plan else 0), TASK_INSTANCE, wanted)
         target_tis = (ti_natural_key(r) for r in target.iter_task_instances(dag_id, page_size=TARGET_TI_PAGE_RUNS)
                       if r["run_id"] in wanted)
         tis_ok = compare_counts(summary, "task instances", source_tis, target_tis)
@@ -133,11 +131,10 @@ class HistoryValidationOperator(PlannedOperator):
 
     def _as_copied(self, runs: Iterable[dict[str, Any]], newer: list[str]) -> Iterator[dict[str, Any]]:
         """The source's runs minus those that finished after the copy read it (they go in ``newer``)."""
-        plan = self.plan or {}
-        if "source_cutoff" not in plan:
+        if self.plan is None or self.plan.idle:  # no plan made (dag_runs did not get to the DAG): no cutoff known
             yield from runs
             return
-        cutoff = parse_datetime(plan["source_cutoff"]) if plan["source_cutoff"] else None
+        cutoff = parse_datetime(self.plan.source_cutoff) if self.plan.source_cutoff else None
         for run in runs:
             ended = parse_datetime(run.get("end_date")) if run.get("end_date") else None
             if ended is not None and (cutoff is None or ended > cutoff):

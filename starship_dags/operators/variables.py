@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.compat import is_sensitive_key
-from starship_dags.operators.base import KeyedResourceOperator
+from starship_dags.operators.keyed import KeyedResourceOperator
 from starship_dags.sync_state import is_internal_key
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time

@@ -9,7 +9,7 @@ import re
 import signal
 import time
 
-from starship_dags.operators.history import dag_weight, deal
+from starship_dags.operators.start import dag_weight, deal
 from starship_dags.translate import COLUMNS, DAG_RUN, SENT_WHEN_NULL, TASK_INSTANCE
 from starship_dags.translate import HISTORY as TI_HISTORY
 from tests.integration import history_seed, rig

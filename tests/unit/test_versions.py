@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from starship_dags import versions
-from starship_dags.versions import UnsupportedVersionError, check_pair, markdown_table, minor
+from starship_dags.versions import (
+    UnsupportedVersionError,
+    check_pair,
+    markdown_table,
+    minor,
+)
 
 README = versions.__file__.rsplit("/starship_dags/", 1)[0] + "/README.md"
 

@@ -1,47 +1,26 @@
-"""XComs and task logs of migrated task instances, per DAG, after its runs and task instances.
+"""Every try's log of the migrated task instances, streamed, never held whole.
 
-The XCom task runs before the log task; the last of the DAG's copy tasks that runs stores its
-sync marker (see :meth:`~starship_dags.operators.history.HistoryOperator.store_marker`). Both
-tasks get the plan of the DAG's runs task: ``artifact_run_ids`` names the runs whose XComs
-and logs must be copied (every run present on the target when there is no sync marker proving
-an earlier complete copy, else only the runs written since). They read the source's task
-instances of those runs, then copy each finished task instance with a few threads, each with its
-own pair of hooks (a hook's HTTP session is not shared between threads; logins come from the
-session cache, so threads do not log in again).
+**Reading the source.** Starship ``/task_log`` (the raw file) where the source serves it (an
+Astronomer environment); otherwise (or on Airflow 3) the REST API's log route, as the source's log
+reader renders it, without its "log source details" group. One probe decides for the whole task,
+and the report says which path was used; a source that serves neither gets one note per DAG.
+**Writing the target.** Starship ``/task_log`` on an Airflow 2 target that serves it; otherwise, and
+for logs larger than the webserver accepts, this task writes the file itself where the target's log
+reader looks (this DAG runs inside the target), under the file name the target reads migrated runs
+by (see ``_reading_template``). Logs are spooled to a temporary file in 256 KB pieces.
 
-**Reading the source.** XComs: Starship ``/xcom`` on Airflow 2 (the stored bytes, base64), the
-REST API's ``xcomEntries`` on Airflow 3. Logs: Starship ``/task_log`` (the raw file) where the
-source serves it; otherwise (not an Astronomer environment, or Airflow 3) the REST API's log
-route, as the source's log reader renders it, without its "log source details" header. The
-report says which path was used.
-
-**Writing the target.** XComs: Starship ``/xcom`` on Airflow 2 (bytes verbatim), the REST API on
-Airflow 3 (decoded JSON; values that are not JSON are named, not dropped). Logs: Starship
-``/task_log`` on Airflow 2; otherwise, and for files the target's webserver refuses as too large,
-this task writes the file itself where the target's log reader looks (this DAG runs inside the
-target). Logs are spooled to a temporary file in 256 KB pieces: memory stays flat whatever the size.
-
-Idempotent: an XCom or log that is already on the target with the same content is counted as
-unchanged; one that differs follows the conflict policy. A log is always replaced whole, never
-appended to.
+A log already on the target with the same content is unchanged; one that differs follows the
+conflict policy, and is replaced whole, never appended to.
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
 import os
 import tempfile
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, TYPE_CHECKING, Any
-
-import requests
 
 from starship_dags.compat import object_storage_path
 from starship_dags.exceptions import (
@@ -50,241 +29,24 @@ from starship_dags.exceptions import (
     StarshipPayloadTooLargeError,
     StarshipServerError,
 )
-from starship_dags.operators.history import PlannedOperator
+from starship_dags.operators.per_task_instance import TaskInstanceWorkOperator, ti_key, ti_name
 from starship_dags.report import Summary
 from starship_dags.translate import parse_datetime
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook
 
-#: Task instance states whose XComs and logs are final.
-FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 1024 * 1024  # log bodies up to this size stay in memory, larger ones go to disk
-DEFAULT_CONCURRENCY = 4
 #: Larger logs are not POSTed to an Airflow 2 webserver (its default allowed_payload_size is 1 MiB)
 #: but written as files where it reads them; ``extra.max_log_post_bytes`` of the target changes it.
 MAX_LOG_POST_BYTES = 1024 * 1024
-PROGRESS_EVERY = 500
 MAX_NAMED = 50  # items named in one note, at most
-IN_FLIGHT_PER_THREAD = 8  # task instances read from the source and waiting, per copying thread
 #: The file name template Airflow seeds as its oldest log template (used for runs without one).
 LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }}.log"
-_NOT_JSON = object()
 
 
-def ti_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
-    """``(dag_id, run_id, task_id, map_index)``: the arguments of the hook's per-task-instance calls."""
-    return row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1))
-
-
-def ti_name(row: dict[str, Any]) -> str:
-    index = int(row.get("map_index", -1))
-    return f"{row['dag_id']}/{row['run_id']}/{row['task_id']}" + (f"[{index}]" if index >= 0 else "")
-
-
-class _ArtifactOperator(PlannedOperator):
-    """Per task instance work with bounded concurrency; children say what one task instance needs."""
-
-    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.concurrency = max(1, int(concurrency))
-
-    # -- what children implement
-
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
-        """Decide source and target paths once, before the threads start; False: nothing can be copied."""
-        return True
-
-    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
-        raise NotImplementedError
-
-    # -- shared
-
-    def migrate(self, summary: Summary, context: Any) -> None:
-        self.copy_all(summary)
-        self.store_marker(summary, context)
-
-    def copy_all(self, summary: Summary) -> None:
-        """Copy the finished task instances of the planned runs as the source's pages come in: at
-        most IN_FLIGHT_PER_THREAD per thread are read and waiting, never the DAG's whole list, so
-        memory stays flat however many task instances the DAG has."""
-        plan = self.plan or {}
-        dag_id = self.dag_to_migrate
-        wanted = set(plan.get("artifact_run_ids") or [])
-        if plan.get("idle") or not wanted:
-            return
-        rows = (r for r in self.source_task_instances(dag_id, wanted, plan) if r.get("state") in FINISHED_TI_STATES)
-        first = next(rows, None)
-        if first is None:
-            self.log.info("%s %s: no finished task instances in %d runs", dag_id, self.resource, len(wanted))
-            return
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        if not self.prepare(summary, first):
-            return
-        # each thread's pair of hooks, made here (see StarshipHook.sibling), taking the versions the
-        # task's own hooks know (or read, once)
-        self._worker_hooks = [tuple(main.sibling(version=main.airflow_version) for main in (self.source_hook, self.target_hook))
-                              for _ in range(self.concurrency)]
-        self._free_hooks = list(self._worker_hooks)
-        done = 0
-        waiting: deque[Future[None]] = deque()
-
-        def collect(keep: int) -> None:
-            """Wait for the oldest copies until at most ``keep`` wait (and take those already done);
-            a copy's unexpected error is raised here."""
-            nonlocal done
-            while len(waiting) > keep or (waiting and waiting[0].done()):
-                waiting.popleft().result()
-                done += 1
-                if done % PROGRESS_EVERY == 0:
-                    self.log.info("%s %s: %d task instances done", dag_id, self.resource, done)
-
-        try:
-            with ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.resource) as pool:
-                for row in itertools.chain((first,), rows):
-                    waiting.append(pool.submit(self._copy_guarded, row, summary))
-                    collect(self.concurrency * IN_FLIGHT_PER_THREAD)
-                collect(0)
-        finally:
-            for pair in self._worker_hooks:  # the summary counts every request, the threads' too
-                for hook, main in zip(pair, (self.source_hook, self.target_hook)):
-                    main.request_count += hook.request_count
-                    main.api_calls += hook.api_calls
-                    main.write_count += hook.write_count
-        self.log.info("%s %s: %d finished task instances done in %d runs", dag_id, self.resource, done, len(wanted))
-
-    def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
-        hooks = getattr(self._local, "hooks", None)
-        if hooks is None:
-            with self._lock:
-                hooks = self._local.hooks = self._free_hooks.pop()
-        return hooks
-
-    def _copy_guarded(self, row: dict[str, Any], summary: Summary) -> None:
-        source, target = self._thread_hooks()
-        try:
-            self.copy_one(row, source, target, summary)
-        except (StarshipError, OSError, requests.RequestException, ValueError) as err:
-            self.add(summary, "failed", ti_name(row), str(err))
-
-    def add(self, summary: Summary, outcome: str, name: str, reason: str | None = None) -> None:
-        with self._lock:
-            summary.add(outcome, name, reason)
-
-    def must_replace(self, summary: Summary, name: str, same: bool, differs: str) -> bool:
-        """For an item already on the target: count it (unchanged, skipped, failed) or say it must be replaced."""
-        if same:
-            self.add(summary, "unchanged", name)
-            return False
-        if self.conflict_policy == "skip":
-            self.add(summary, "skipped", name, differs)
-            return False
-        if self.conflict_policy == "fail":
-            self.add(summary, "failed", name, f"{differs} and conflict policy is 'fail'")
-            return False
-        return True
-
-
-# --------------------------------------------------------------------------- XComs
-
-
-class XComsMigrationOperator(_ArtifactOperator):
-    """XComs of every finished task instance of the planned runs (every map index)."""
-
-    resource = "xcoms"
-
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
-        source_major, target_major = self.majors
-        summary.notes.append(
-            "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
-            + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
-        )
-        return True
-
-    def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
-        """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
-        return {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti_key(row)).items()}
-
-    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
-        wanted = self.read_source(source, row)
-        if not wanted:
-            return
-        write = self._to_starship if target.airflow_major < 3 else self._to_rest
-        write(summary, target, ti_key(row), ti_name(row), wanted)
-
-    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
-        existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
-        final, created, updated = dict(existing), [], []
-        for key, (raw, _value) in wanted.items():
-            name = f"XCom {key!r} of {label}"
-            if key not in existing:
-                created.append(name)
-                final[key] = raw
-            elif self.must_replace(summary, name, _same(existing[key], raw), "differs on the target"):
-                updated.append(name)
-                final[key] = raw
-        if not summary.dry_run:
-            if updated:  # Starship deletes all XComs of a task instance at once: put every one back
-                target.delete_xcoms(*ti)
-                keys = list(final)
-            else:
-                keys = [k for k in final if k not in existing]
-            for key in keys:
-                self._post_starship(target, ti, key, final[key])
-        for name in created:
-            self.add(summary, "created", name)
-        for name in updated:
-            self.add(summary, "updated", name)
-
-    @staticmethod
-    def _post_starship(target: StarshipHook, ti: tuple, key: str, raw: bytes) -> None:
-        dag_id, run_id, task_id, map_index = ti
-        target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
-                            "key": key, "value": base64.b64encode(raw).decode()})
-
-    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
-        existing = set(target.rest_xcom_keys(*ti))
-        for key, (_raw, value) in wanted.items():
-            name = f"XCom {key!r} of {label}"
-            if value is _NOT_JSON:
-                self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
-                continue
-            if key in existing:
-                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key, decode_text=True) == value,
-                                         "differs on the target"):
-                    continue
-                if target.rest_xcoms_as_text:
-                    self.add(summary, "skipped", name, "differs on the target, and Airflow 3.0 and 3.1 can replace "
-                             "an XCom only through a REST call that stores its value encoded twice")
-                    continue
-                outcome = "updated"
-            else:
-                outcome = "created"
-            if not summary.dry_run:
-                target.rest_put_xcom(*ti, key, value, replace=outcome == "updated")
-            self.add(summary, outcome, name)
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return _NOT_JSON
-
-
-def _same(a: bytes, b: bytes) -> bool:
-    if a == b:
-        return True
-    da, db = _decode(a), _decode(b)
-    return da is not _NOT_JSON and da == db
-
-
-# --------------------------------------------------------------------------- task logs
-
-
-class TaskLogsMigrationOperator(_ArtifactOperator):
+class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
     """Every try's log of every finished task instance of the planned runs."""
 
     resource = "task_logs"
@@ -516,4 +278,4 @@ def _write_file(path: Any, spool: IO[bytes]) -> None:
             out.write(chunk)
 
 
-__all__ = ["TaskLogsMigrationOperator", "XComsMigrationOperator"]
+__all__ = ["TaskLogsMigrationOperator"]

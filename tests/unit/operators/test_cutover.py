@@ -1,7 +1,4 @@
-"""Edge cases of cutover, validation, the environment listing and the sync/manual guard, with fake hooks.
-
-The real-server behaviour (schedulers on both sides) is in tests/integration/test_user_path.py.
-"""
+"""The cutover: pause once the runs drain, unpause once the target counts the copied runs."""
 
 from __future__ import annotations
 
@@ -10,14 +7,14 @@ import json
 
 import pytest
 
-from starship_dags.exceptions import StarshipAuthError, StarshipServerError
 from starship_dags.operators import cutover
-from starship_dags.operators.cutover import CutoverPauseOperator, CutoverUnpauseOperator, next_run
-from starship_dags.operators.environment import SourceEnvironmentOperator, environment_only_names
-from starship_dags.operators.guard import SKIP_REASON_KEY, ActiveRunGuardOperator
-from starship_dags.operators.history import classify_runs
-from starship_dags.operators.validation import compare_counts
+from starship_dags.operators.cutover import (
+    CutoverPauseOperator,
+    CutoverUnpauseOperator,
+    next_run,
+)
 from starship_dags.report import Summary
+from tests.unit.fakes import context as _context
 
 UTC = datetime.timezone.utc
 
@@ -62,28 +59,6 @@ class FakeAirflow:
     def rest_reparse(self, token):
         self.calls.append(("reparse", token))
         return True
-
-
-def _context(xcoms=None):
-    """``xcoms``: (task id, key) or (task id, key, map index) -> value."""
-    xcoms = xcoms or {}
-
-    class TI:
-        def __init__(self):
-            self.pushed = {}
-
-        def xcom_pull(self, task_ids=None, key="return_value", map_indexes=None):
-            if map_indexes is not None:
-                return xcoms.get((task_ids, key, map_indexes))
-            return xcoms.get((task_ids, key))
-
-        def xcom_push(self, key, value):
-            self.pushed[key] = value
-
-    class Dag:
-        dag_id = "starship_migration"
-
-    return {"ti": TI(), "dag": Dag()}
 
 
 def _wire(op, source, target):
@@ -215,149 +190,6 @@ def test_next_run_reads_both_rest_api_versions():
     assert next_run({"next_dagrun": "2026-01-01T00:00:00+00:00"}) == datetime.datetime(2026, 1, 1, tzinfo=UTC)
     assert next_run({"next_dagrun_logical_date": "2026-01-02T00:00:00Z"}) == datetime.datetime(2026, 1, 2, tzinfo=UTC)
     assert next_run({}) is None
-
-
-def test_compare_counts_names_what_is_missing():
-    summary = Summary(resource="validation")
-    assert compare_counts(summary, "runs", ["a", "b"], ["a", "b", "extra"])
-    assert not compare_counts(summary, "task instances", [("d", "r", "t", -1), ("d", "r", "t2", 3)], [("d", "r", "t", -1)])
-    assert summary.notes == ["runs: source 2, target 2", "task instances: source 2, target 1"]
-    assert summary.failures[0]["reason"] == "source 2, target 1; missing: r/t2[3]"
-
-
-def test_compare_counts_streams_the_target_and_leaves_the_source_set_alone():
-    summary = Summary(resource="validation")
-    wanted = {"a", "b", "c"}
-    # a target key met twice, and one the source does not have, change nothing
-    assert not compare_counts(summary, "runs", wanted, iter(["a", "a", "x", "c"]))
-    assert wanted == {"a", "b", "c"}
-    assert summary.notes == ["runs: source 3, target 2"]
-    assert summary.failures[0]["reason"] == "source 3, target 2; missing: 'b'"
-
-
-def test_classify_runs_applies_since_and_limit_to_finished_runs_only():
-    runs = [{"run_id": "q", "state": "queued"},
-            {"run_id": "new", "state": "success", "logical_date": "2026-03-01T00:00:00+00:00"},
-            {"run_id": "mid", "state": "failed", "logical_date": "2026-02-01T00:00:00+00:00"},
-            {"run_id": "old", "state": "success", "logical_date": "2025-01-01T00:00:00+00:00"}]
-    got = [(kind, run["run_id"]) for kind, _, run in classify_runs(runs, {"since": "2026-01-01", "runs_limit": 0})]
-    assert got == [("pending", "q"), ("selected", "new"), ("selected", "mid")]
-    got = [(kind, run["run_id"]) for kind, _, run in classify_runs(runs, {"since": None, "runs_limit": 1})]
-    assert got == [("pending", "q"), ("selected", "new")]
-
-
-def test_environment_lists_names_only():
-    environ = {"AIRFLOW_CONN_DB": "postgres://u:SECRET@h", "AIRFLOW_VAR_KEY": "SECRET", "AIRFLOW__CORE__X": "1",
-               "PATH": "/bin"}
-    assert environment_only_names(environ) == ["AIRFLOW_CONN_DB", "AIRFLOW_VAR_KEY"]
-
-    class Source:
-        def env_vars(self):
-            return environ
-
-    op = SourceEnvironmentOperator(task_id="environment")
-    op.__dict__["source_hook"] = Source()
-    summary = Summary(resource="environment")
-    op.migrate(summary, {})
-    assert summary.skipped == 2 and "SECRET" not in json.dumps(summary.as_dict())
-    assert "not migrated: set these on the target" in summary.notes[0]
-
-
-class FakeRest:
-    airflow_version = "2.11.0"  # the guard checks the pair of versions first
-
-    def __init__(self, *answers, paused=False):
-        self.answers = list(answers)
-        self.paused = paused
-
-    def rest_dag(self, dag_id):
-        return {"dag_id": dag_id, "is_paused": self.paused}
-
-    def rest_active_runs(self, dag_id):
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def test_sync_guard_skips_while_a_manual_run_is_active():
-    from starship_dags.compat import AirflowSkipException
-
-    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_migration", wait=False)
-    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "manual__1"}])
-    op.__dict__["source_hook"] = FakeRest([])
-    context = _context()
-    with pytest.raises(AirflowSkipException):
-        op.execute(context)
-    assert "manual__1" in context["ti"].pushed[SKIP_REASON_KEY]
-
-
-def test_sync_guard_that_stands_aside_skips_the_whole_run_not_only_the_unselected_tasks():
-    from starship_dags.compat import AirflowSkipException
-
-    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_migration", wait=False,
-                                children={"settings.pools": False, "cutover_pause_source": False})
-    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "manual__1"}])
-    op.__dict__["source_hook"] = FakeRest([])
-    context = _context()
-    with pytest.raises(AirflowSkipException):
-        op.execute(context)
-    # the skip of the guard itself reaches every task but those that run whatever happened upstream
-    # (trigger rule all_done, like the cutover's unpause): the skip list names those not meant to run
-    assert context["ti"].pushed["skipmixin_key"] == {"skipped": ["cutover_pause_source", "settings.pools"]}
-
-
-@pytest.mark.parametrize("children, skipped", [
-    ({"settings.pools": True, "settings.variables": "False", "cutover_pause_source": False,
-      "cutover_unpause_target": False, "validate_settings": ["pools"]},
-     ["cutover_pause_source", "cutover_unpause_target", "settings.variables"]),
-    ({"settings.pools": True, "cutover_pause_source": "true"}, []),
-])
-def test_guard_skips_the_tasks_the_form_leaves_out(children, skipped):
-    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_sync", wait=True, children=children)
-    op.__dict__["target_hook"] = FakeRest([])
-    op.__dict__["source_hook"] = FakeRest([])
-    context = _context()
-    context["ti"].map_index = -1
-    # the same skip list on Airflow 2 and 3, and the task goes on (its value may be a map's input)
-    assert op.execute(context) is None
-    assert context["ti"].pushed.get("skipmixin_key") == ({"skipped": skipped} if skipped else None)
-
-
-def test_manual_guard_waits_for_the_sync_and_tolerates_an_unreadable_api(monkeypatch):
-    from starship_dags.operators import guard
-
-    monkeypatch.setattr(guard.time, "sleep", lambda _s: None)
-    op = ActiveRunGuardOperator(task_id="guard", other_dag_id="starship_sync", wait=True, poll_seconds=0)
-    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "scheduled__1"}], [])
-    op.__dict__["source_hook"] = FakeRest([])
-    op.execute(_context())  # returns once the sync is done
-    op.__dict__["target_hook"] = FakeRest(StarshipServerError("t", "GET", "/api/v2/x", 500, "boom"))
-    op.__dict__["source_hook"] = FakeRest([])
-    op.execute(_context())  # cannot check: goes on
-    op.__dict__["target_hook"] = FakeRest([{"dag_run_id": "scheduled__2"}], paused=True)
-    op.__dict__["source_hook"] = FakeRest([])
-    op.execute(_context())  # a paused sync's run stands still: not waited for
-    op.__dict__["target_hook"] = FakeRest(StarshipAuthError("t", "GET", "/api/v2/x", 401, "no"))
-    op.__dict__["source_hook"] = FakeRest([])
-    with pytest.raises(StarshipAuthError):
-        op.execute(_context())
-
-
-def test_validation_leaves_out_runs_that_finished_after_the_copy():
-    from starship_dags.operators.validation import HistoryValidationOperator
-
-    op = HistoryValidationOperator(task_id="validate", source_dags=[{"dag_id": "d"}], plans=None)
-    op.plan = {"source_cutoff": "2026-01-01T10:00:00+00:00"}
-    runs = [{"run_id": "late", "end_date": "2026-01-01T10:00:01+00:00"},
-            {"run_id": "seen", "end_date": "2026-01-01T10:00:00+00:00"},
-            {"run_id": "no_end", "end_date": None}]
-    newer = []
-    assert [r["run_id"] for r in op._as_copied(runs, newer)] == ["seen", "no_end"]
-    assert newer == ["late"]
-    op.plan = {"source_cutoff": None}  # the copy selected no finished run: every finished one is newer
-    newer = []
-    assert [r["run_id"] for r in op._as_copied(runs, newer)] == ["no_end"]
 
 
 def test_a_failure_in_a_summary_part_keeps_the_dag_from_being_unpaused():

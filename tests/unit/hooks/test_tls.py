@@ -1,4 +1,4 @@
-"""TLS against a loopback HTTPS endpoint whose certificate comes from a throwaway, self-signed CA."""
+"""TLS: verified by default, a named CA bundle, verification off with a warning."""
 
 from __future__ import annotations
 

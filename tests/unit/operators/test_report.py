@@ -1,4 +1,4 @@
-"""The report task: gathers summaries, mapped ones included, and fails on failures or gaps."""
+"""The report task: every summary gathered, what is missing named, the table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from airflow.exceptions import AirflowException
 
 from starship_dags.operators.report import MigrationReportOperator
-from starship_dags.report import Summary
+from starship_dags.report import Summary, format_table
 
 
 class LazySequence(Sequence):
@@ -123,3 +123,11 @@ def test_the_parts_of_a_summary_are_reported_as_resources_of_their_own():
     assert [(s["resource"], s["created"], s["failed"]) for s in rows] == [
         ("task_instances", 5, 0), ("task_instance_history", 0, 1)]
     assert "task_instance_history/a: try 't/2': HTTP 409" in ti.pushed["report"]["table"]
+
+
+def test_report_table_lists_failures_by_name():
+    s = Summary(resource="variables")
+    s.add("created", "variable 'a'")
+    s.add("failed", "variable 'b'", "HTTP 500")
+    table = format_table([s])
+    assert "variables" in table.splitlines()[2] and "variable 'b': HTTP 500" in table

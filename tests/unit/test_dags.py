@@ -1,10 +1,10 @@
-"""The migration DAG's edges that skipping depends on: a skipped task counts as done, so no order
-may pass through one."""
+"""The DAGs' shape: what may skip what, orders that hold without skipped tasks."""
 
 from __future__ import annotations
 
 import pytest
 
+from starship_dags.compat import AIRFLOW_MAJOR
 from starship_dags.dags import build_migration_dag
 
 HISTORY_TASKS = ["history.dag_runs", "history.xcoms", "history.task_logs", "history.validate"]
@@ -92,7 +92,6 @@ def test_every_order_holds_without_the_tasks_that_may_be_skipped_before_they_sta
 def test_airflow_3_scheduler_reads_the_start_skip_list():
     """The start task leaves its skip list in XCom and goes on (its value is the history's input);
     Airflow 3's scheduler reads that list only from a serialized task marked as one that skips."""
-    from starship_dags.compat import AIRFLOW_MAJOR
 
     if AIRFLOW_MAJOR < 3:
         pytest.skip("Airflow 2 reads the skip list of any upstream task")

@@ -1,4 +1,4 @@
-"""History tasks copy batches of DAGs: how DAGs are dealt out, and how one DAG's trouble affects the rest."""
+"""start: the DAGs dealt out over the history tasks, and the pair of versions checked first."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ import json
 
 import pytest
 
-from starship_dags.compat import AIRFLOW_MAJOR
-from starship_dags.exceptions import StarshipAuthError
-from starship_dags.operators.history import DagRunsMigrationOperator, DiscoverDagsOperator
-from starship_dags.operators.validation import HistoryValidationOperator
-
-
-class _Ti:
-    map_index = 2
-
-    def __init__(self):
-        self.pushed = {}
-
-    def xcom_push(self, key, value):
-        self.pushed[key] = value
+from starship_dags.exceptions import (
+    StarshipServerError,
+)
+from starship_dags.operators.start import DiscoverDagsOperator
+from tests.unit.fakes import Ti as _Ti
 
 
 class _Dags:
@@ -100,8 +91,12 @@ def test_dags_are_dealt_out_by_the_runs_they_have_to_copy():
 
 
 def test_dags_are_dealt_out_by_their_task_instances_per_run(caplog, capfd):
-    from starship_dags.exceptions import StarshipServerError
-    from starship_dags.operators.history import DAG_COPY_WEIGHT, PROBE_MIN_RUNS, PROBE_RUNS, dag_weight
+    from starship_dags.operators.start import (
+        DAG_COPY_WEIGHT,
+        PROBE_MIN_RUNS,
+        PROBE_RUNS,
+        dag_weight,
+    )
 
     runs = {"wide": 300, "a": 300, "b": 300, "c": 300, "broken": 300, "small": PROBE_MIN_RUNS - 1}
     tasks = {"wide": 40, "a": 2, "b": 2, "c": 2,
@@ -166,7 +161,7 @@ def test_start_refuses_a_pair_outside_the_matrix_before_anything_else(source, ta
 
 
 def test_dealing_keeps_weights_even_and_every_dag_once():
-    from starship_dags.operators.history import deal
+    from starship_dags.operators.start import deal
 
     specs = [{"dag_id": f"d{n}"} for n in range(9)]
     weights = [90, 10, 50, 50, 40, 30, 20, 10, 10]
@@ -182,136 +177,3 @@ def test_dealing_keeps_weights_even_and_every_dag_once():
 def test_a_bad_number_of_history_tasks_is_named(tasks):
     with pytest.raises(ValueError, match="history_tasks must be a whole number of at least 1"):
         _discover(["a"], tasks)
-
-
-def _batch_task(outcomes):
-    """dag_runs over DAGs a, b, c with its comparison replaced: per DAG, ``outcomes`` says what happens
-    ("idle", "work": runs to copy XComs for, "fail": a refused run, or an exception to raise)."""
-    op = DagRunsMigrationOperator(
-        task_id="dag_runs", source_dags=[{"dag_id": d} for d in outcomes], artifacts=["xcoms"],
-        children={"h.xcoms": True, "h.validate": True}, artifact_children=["h.xcoms"],
-    )
-    done = []
-
-    def migrate(summary, context):
-        dag_id = op.dag_to_migrate
-        done.append(dag_id)
-        outcome = outcomes[dag_id]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if outcome == "fail":
-            summary.add("failed", "run 'r'", "refused")
-        if outcome in ("work", "fail"):
-            op.plan = {"dag_id": dag_id, "idle": False, "artifact_run_ids": ["r"]}
-        summary.created = 1
-
-    op.migrate = migrate
-    return op, done
-
-
-def test_a_batch_skips_only_what_no_dag_of_it_needs():
-    op, done = _batch_task({"a": "idle", "b": "work"})
-    ti = _Ti()
-    op.execute({"ti": ti})  # nothing skipped (on Airflow 3 a skip would raise DownstreamTasksSkipped)
-    assert "skipmixin_key" not in ti.pushed and ti.pushed["return_value"]["skipped_tasks"] == []
-    plans = ti.pushed["return_value"]["plans"]
-    assert plans["a"]["skipped_tasks"] == ["h.validate", "h.xcoms"] and plans["b"]["skipped_tasks"] == []
-    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"] == done
-
-
-def test_a_batch_of_idle_dags_skips_the_later_tasks():
-    op, _ = _batch_task({"a": "idle", "b": "idle"})
-    ti = _Ti()
-    if AIRFLOW_MAJOR >= 3:
-        from airflow.sdk.exceptions import DownstreamTasksSkipped
-
-        with pytest.raises(DownstreamTasksSkipped) as raised:
-            op.execute({"ti": ti})
-        assert raised.value.tasks == [("h.validate", 2), ("h.xcoms", 2)]  # this batch's map index only
-    else:
-        op.execute({"ti": ti})
-        assert ti.pushed["skipmixin_key"] == {"skipped": ["h.validate", "h.xcoms"]}
-
-
-def test_one_dags_failure_does_not_keep_the_others_out():
-    op, done = _batch_task({"a": "fail", "b": RuntimeError("boom"), "c": "work"})
-    ti = _Ti()
-    with pytest.raises(Exception, match="2 item"):  # a's refused run and b's crash
-        op.execute({"ti": ti})
-    assert done == ["a", "b", "c"]
-    summaries = {s["dag_id"]: s for s in ti.pushed["summary"]}
-    assert summaries["b"]["failures"] == [{"item": "dag_runs task", "reason": "boom"}]
-    assert summaries["c"]["created"] == 1 and summaries["c"]["failed"] == 0
-    plans = ti.pushed["return_value"]["plans"]
-    # after a failure every later task runs for that DAG; c's plan stands
-    assert "skipped_tasks" not in plans["a"] and "skipped_tasks" not in plans["b"]
-    assert plans["c"]["skipped_tasks"] == [] and ti.pushed["return_value"]["skipped_tasks"] == []
-
-
-def test_an_error_every_dag_would_meet_stops_the_batch():
-    op, done = _batch_task({"a": "work", "b": StarshipAuthError("s", "GET", "/api/starship/dag_runs", 401), "c": "work"})
-    ti = _Ti()
-    with pytest.raises(Exception, match="1 item"):
-        op.execute({"ti": ti})
-    assert done == ["a", "b"]  # c is left for the next run: the report names it as missing
-    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"]
-
-
-def test_a_later_task_leaves_out_the_dags_whose_plan_skips_it():
-    plans = {"plans": {"a": {"dag_id": "a", "idle": True, "skipped_tasks": ["h.validate"]},
-                       "b": {"dag_id": "b", "idle": True, "skipped_tasks": []}}}
-    op = HistoryValidationOperator(task_id="h.validate", source_dags=[{"dag_id": "a"}, {"dag_id": "b"},
-                                                                      {"dag_id": "c"}], plans=plans)
-    seen = []
-    op.migrate = lambda summary, context: seen.append((op.dag_to_migrate, op.plan))
-    ti = _Ti()
-    op.execute({"ti": ti})
-    # c: dag_runs never got to it (no plan), so it is counted all the same
-    assert seen == [("b", plans["plans"]["b"]), ("c", None)]
-    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["b", "c"]
-
-
-class _Killed(BaseException):
-    """Like Airflow's timeout and SIGTERM exceptions: not an Exception."""
-
-
-def test_a_killed_batch_still_pushes_what_it_did():
-    op, done = _batch_task({"a": "work", "b": _Killed(), "c": "work"})
-    ti = _Ti()
-    with pytest.raises(_Killed):
-        op.execute({"ti": ti})
-    assert done == ["a", "b"]
-    assert [s["dag_id"] for s in ti.pushed["summary"]] == ["a", "b"]  # b's summary, as far as it got
-    plans = ti.pushed["return_value"]["plans"]
-    assert set(plans) == {"a", "b"} and "skipped_tasks" not in plans["b"]
-
-
-def test_a_history_task_is_labelled_with_its_dags():
-    from types import SimpleNamespace
-
-    import jinja2
-
-    from starship_dags.operators.history import MAP_INDEX_TEMPLATE
-
-    def label(dag_ids):
-        task = SimpleNamespace(source_dags=[{"dag_id": d, "marker": None} for d in dag_ids])
-        return jinja2.Environment().from_string(MAP_INDEX_TEMPLATE).render(task=task)
-
-    assert label(["a", "b_c"]) == "a, b_c"
-    long = label([f"dag_number_{n}" for n in range(100)])
-    assert long.startswith("dag_number_0, dag_number_1, ") and long.endswith("...") and len(long) <= 250
-
-
-def test_the_pushed_plans_leave_out_what_only_dag_runs_reads():
-    op, _ = _batch_task({"a": "work"})
-    original = op.migrate
-
-    def migrate(summary, context):
-        original(summary, context)
-        op.plan.update(run_ids=["r"] * 3, existing_run_ids=["r"], refused_run_ids=[], source_cutoff=None)
-
-    op.migrate = migrate
-    ti = _Ti()
-    op.execute({"ti": ti})
-    pushed = ti.pushed["return_value"]["plans"]["a"]
-    assert set(pushed) == {"dag_id", "idle", "artifact_run_ids", "source_cutoff", "skipped_tasks"}

@@ -1,0 +1,118 @@
+"""XComs of the migrated task instances: every finished task instance of a DAG's planned runs, every
+map index, every key.
+
+**Reading the source.** Starship ``/xcom`` where it serves XComs (Airflow 2.8 to 2.11: the stored
+bytes), else the REST API (``xcomEntries``): JSON on Airflow 3, Python text of the value on 2.7.
+**Writing the target.** Starship ``/xcom`` on Airflow 2 (bytes verbatim), the REST API on Airflow 3
+(decoded JSON; a value that is not JSON is named as skipped, not dropped). An XCom already on the
+target with the same value is unchanged; one that differs follows the conflict policy. Starship
+deletes all of a task instance's XComs at once, so replacing one on Airflow 2 puts every one back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any
+
+from starship_dags.operators.per_task_instance import TaskInstanceWorkOperator, ti_key, ti_name
+from starship_dags.report import Summary
+
+if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
+    from starship_dags.hooks.starship import StarshipHook
+
+_NOT_JSON = object()
+
+
+class XComsMigrationOperator(TaskInstanceWorkOperator):
+    """XComs of every finished task instance of the planned runs (every map index)."""
+
+    resource = "xcoms"
+
+    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
+        source_major, target_major = self.majors
+        summary.notes.append(
+            "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
+            + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
+        )
+        return True
+
+    def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
+        """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
+        return {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti_key(row)).items()}
+
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+        wanted = self.read_source(source, row)
+        if not wanted:
+            return
+        write = self._to_starship if target.airflow_major < 3 else self._to_rest
+        write(summary, target, ti_key(row), ti_name(row), wanted)
+
+    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
+        existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
+        final, created, updated = dict(existing), [], []
+        for key, (raw, _value) in wanted.items():
+            name = f"XCom {key!r} of {label}"
+            if key not in existing:
+                created.append(name)
+                final[key] = raw
+            elif self.must_replace(summary, name, _same(existing[key], raw), "differs on the target"):
+                updated.append(name)
+                final[key] = raw
+        if not summary.dry_run:
+            if updated:  # Starship deletes all XComs of a task instance at once: put every one back
+                target.delete_xcoms(*ti)
+                keys = list(final)
+            else:
+                keys = [k for k in final if k not in existing]
+            for key in keys:
+                self._post_starship(target, ti, key, final[key])
+        for name in created:
+            self.add(summary, "created", name)
+        for name in updated:
+            self.add(summary, "updated", name)
+
+    @staticmethod
+    def _post_starship(target: StarshipHook, ti: tuple, key: str, raw: bytes) -> None:
+        dag_id, run_id, task_id, map_index = ti
+        target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
+                            "key": key, "value": base64.b64encode(raw).decode()})
+
+    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
+        existing = set(target.rest_xcom_keys(*ti))
+        for key, (_raw, value) in wanted.items():
+            name = f"XCom {key!r} of {label}"
+            if value is _NOT_JSON:
+                self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
+                continue
+            if key in existing:
+                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key, decode_text=True) == value,
+                                         "differs on the target"):
+                    continue
+                if target.rest_xcoms_as_text:
+                    self.add(summary, "skipped", name, "differs on the target, and Airflow 3.0 and 3.1 can replace "
+                             "an XCom only through a REST call that stores its value encoded twice")
+                    continue
+                outcome = "updated"
+            else:
+                outcome = "created"
+            if not summary.dry_run:
+                target.rest_put_xcom(*ti, key, value, replace=outcome == "updated")
+            self.add(summary, outcome, name)
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    if a == b:
+        return True
+    da, db = _decode(a), _decode(b)
+    return da is not _NOT_JSON and da == db
+
+
+__all__ = ["XComsMigrationOperator"]
