@@ -21,6 +21,12 @@ _AF2_SOURCES = tuple(v for v in SOURCES if v.startswith("2."))
 _AF3 = ("3.0", "3.1", "3.2", "3.3")
 _AF2_TARGETS = tuple(v for v in TARGETS if v.startswith("2."))
 LIMITS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("2.7",), TARGETS,
+     "XComs: read through the REST API (Starship serves them from 2.8 on), which renders a value as Python "
+     "text: a text value that reads as a number, list or dict arrives as that"),
+    (("2.7", "2.8", "2.9"), _AF3,
+     "logs of earlier tries of a retried task: copied as files and named in the report, but not shown by the "
+     "target (Airflow 3 lists an earlier try only from retry history, which 2.9 and older do not keep)"),
     (SOURCES, ("3.2", "3.3"),
      "logs of mapped task instances: named as skipped where the target's database was made by Airflow 3.2 or "
      "later (Starship stores runs without their log template, and such a target then reads their logs by "

@@ -34,8 +34,8 @@ class _TiPages:
         self.api_calls += 1
         self.limits.append(limit)
         runs = []
-        for rows in pages:
-            runs += [list(rows)] + [[]] * (self.RUNS_PER_PAGE - 1)
+        for page_rows in pages:
+            runs += [list(page_rows)] + [[]] * (self.RUNS_PER_PAGE - 1)
         page = [row for run in runs[offset:offset + limit] for row in run]
         return {"task_instances": page, "dag_run_count": len(runs)}
 
