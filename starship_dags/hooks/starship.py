@@ -30,9 +30,14 @@ from starship_dags.exceptions import StarshipError, StarshipNotInstalledError
 from starship_dags.hooks.batching import DEFAULT_MAX_BATCH_BYTES, PostResult, post_list
 from starship_dags.hooks.paging import RunPager, run_pages
 from starship_dags.hooks.transport import AirflowHttpHook
-from starship_dags.translate import history_natural_key, ti_natural_key
+from starship_dags.translate import history_natural_key, parse_datetime, ti_natural_key
 
 STARSHIP = "api/starship/"
+
+
+class IncompleteListing(StarshipError):
+    """A REST listing whose pages did not add up to the total it announced."""
+
 CHUNK = 256 * 1024  # bytes of a log read at a time
 
 
@@ -224,15 +229,17 @@ class StarshipHook(AirflowHttpHook):
         """Starship serves XComs on Airflow 2.8 to 2.11 (it answers 409 on 2.7, 500 on Airflow 3)."""
         return self.airflow_major == 2 and minor_number(self.airflow_version) >= 8
 
-    def read_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, bytes]:
-        """Every XCom of a task instance as ``{key: stored bytes}``: through Starship where it serves
-        XComs (the very bytes), else through the REST API. Airflow 3 gives the JSON value; Airflow 2.7
-        gives Python text of the value, read back as a Python literal where it is one (so a text
-        value that reads as a number, list or dict arrives as that) and as text otherwise."""
+    def read_xcoms(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+                   keys: list[str] | None = None) -> dict[str, bytes]:
+        """Every XCom of a task instance (``keys``: those a listing found) as ``{key: stored bytes}``:
+        through Starship where it serves XComs (the very bytes, one request), else through the REST
+        API (a request per key). Airflow 3 gives the JSON value; Airflow 2.7 gives Python text of the
+        value, read back as a Python literal where it is one (so a text value that reads as a number,
+        list or dict arrives as that) and as text otherwise."""
         if self.serves_xcoms:
             return {x["key"]: base64.b64decode(x.get("value") or "") for x in self.get_xcoms(dag_id, run_id, task_id, map_index)}
         found = {}
-        for key in self.rest_xcom_keys(dag_id, run_id, task_id, map_index):
+        for key in keys if keys is not None else self.rest_xcom_keys(dag_id, run_id, task_id, map_index):
             value = self.rest_xcom_value(dag_id, run_id, task_id, map_index, key)
             if self.airflow_major < 3 and isinstance(value, str):
                 try:
@@ -321,6 +328,63 @@ class StarshipHook(AirflowHttpHook):
         if pieces is not None:
             pieces.close()
         return unquote(head.decode("utf-8", "replace").replace("\\/", "/"))
+
+    def xcom_entries(self, dag_id: str, run_ids: set[str]) -> dict[tuple[str, str, int], list[str]]:
+        """The XComs of these runs of the DAG, ``{(run_id, task_id, map_index): [keys]}``, found by
+        listing the REST API's ``xcomEntries`` (no values): the whole DAG in pages when that takes
+        fewer requests than a listing per run (its first page tells how many there are), else run by
+        run. Requests grow with the XComs and pages, not with the task instances.
+
+        Raises :class:`IncompleteListing` when a listing does not add up (Airflow 2.7 and 2.8 order
+        entries without their map index, so pages of a mapped task's XComs may overlap)."""
+        if not run_ids:
+            return {}
+        first, total = self._xcom_page(dag_id, "~", 0)
+        if not total:
+            return {}
+        if -(-total // max(len(first), 1)) > len(run_ids):  # more pages than runs: list run by run
+            found: dict[tuple[str, str, int], list[str]] = {}
+            for run_id in sorted(run_ids):
+                found.update(self._listed(dag_id, run_id, *self._xcom_page(dag_id, run_id, 0)))
+            return found
+        listed = self._listed(dag_id, "~", first, total)
+        return {key: keys for key, keys in listed.items() if key[0] in run_ids}
+
+    def _xcom_page(self, dag_id: str, run_id: str, offset: int) -> tuple[list[dict[str, Any]], int]:
+        found = self._rest("GET", f"dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/~/"
+                           "xcomEntries", params={"limit": 1000, "offset": offset}) or {}
+        return list(found.get("xcom_entries") or []), int(found.get("total_entries") or 0)
+
+    def _listed(self, dag_id: str, run_id: str, first: list[dict[str, Any]], total: int) -> dict[tuple, list[str]]:
+        """Every entry of a listing whose first page is ``first`` (the server caps the page size: the
+        offset moves by what each page held), by task instance."""
+        entries, seen = list(first), len(first)
+        while first and seen < total:
+            first, _ = self._xcom_page(dag_id, run_id, seen)
+            entries += first
+            seen += len(first)
+        dates = {parse_datetime(e.get("execution_date") or e.get("logical_date")) for e in entries if "run_id" not in e}
+        runs_by_date = self._run_ids_by_date(dag_id, dates) if dates and run_id == "~" else {}
+        found: dict[tuple[str, str, int], list[str]] = {}
+        for entry in entries:
+            run = entry.get("run_id") or (run_id if run_id != "~" else runs_by_date.get(
+                parse_datetime(entry.get("execution_date") or entry.get("logical_date"))))
+            keys = found.setdefault((run, entry["task_id"], int(entry.get("map_index", -1))), [])
+            if entry["key"] not in keys:
+                keys.append(entry["key"])
+        if sum(len(keys) for keys in found.values()) < total or None in {key[0] for key in found}:
+            raise IncompleteListing(self.starship_conn_id, "GET", f"/{self.rest_prefix}…/xcomEntries", 200,
+                                    f"{sum(len(k) for k in found.values())} distinct XComs of {total} listed")
+        return found
+
+    def _run_ids_by_date(self, dag_id: str, dates: set[Any]) -> dict[Any, str]:
+        """Airflow 2 lists XComs by the run's logical date, not its id: the ids of the runs of these dates."""
+        found = {}
+        for run in self.iter_dag_runs(dag_id):
+            when = parse_datetime(run.get("execution_date") or run.get("logical_date"))
+            if when in dates:
+                found[when] = run["run_id"]
+        return found
 
     def rest_xcom_keys(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[str]:
         found = self._rest("GET", self.rest_ti_route(dag_id, run_id, task_id) + "/xcomEntries",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from functools import cached_property
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.exceptions import StarshipError
@@ -34,9 +36,18 @@ IN_FLIGHT_PER_THREAD = 8  # task instances read from the source and waiting, per
 class TaskInstanceWorkOperator(PlannedOperator):
     """Per task instance work with bounded concurrency; subclasses say what one task instance needs."""
 
-    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, **kwargs: Any) -> None:
+    def __init__(self, *, concurrency: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.concurrency = max(1, int(concurrency))
+        self._concurrency = concurrency
+
+    @cached_property
+    def concurrency(self) -> int:
+        """Threads per task: the argument, else the smaller ``extra.concurrency`` of the two
+        connections that set one, else DEFAULT_CONCURRENCY (see docs/benchmark.md)."""
+        if self._concurrency is not None:
+            return max(1, int(self._concurrency))
+        given = [int(hook.number(None, "concurrency", 0)) for hook in (self.source_hook, self.target_hook)]
+        return max(1, min([n for n in given if n > 0], default=DEFAULT_CONCURRENCY))
 
     # -- what children implement
 
@@ -54,20 +65,27 @@ class TaskInstanceWorkOperator(PlannedOperator):
         self.store_marker(summary, context)
 
     def copy_all(self, summary: Summary) -> None:
-        """Copy the finished task instances of the planned runs as the source's pages come in: at
-        most IN_FLIGHT_PER_THREAD per thread are read and waiting, never the DAG's whole list, so
-        memory stays flat however many task instances the DAG has."""
+        """Copy the finished task instances of the planned runs as the source's pages come in."""
         plan = self.plan
+        wanted = set(plan.artifact_run_ids) if plan and not plan.idle else set()
+        if wanted:
+            self.each_task_instance(summary, self.finished_task_instances(wanted), len(wanted))
+
+    def finished_task_instances(self, runs: set[str]) -> Iterator[dict[str, Any]]:
+        """The source's finished task instances of these runs, as its pages come in."""
+        plan = self.plan
+        rows = source_task_instances(self.source_hook, self.dag_to_migrate, runs, estimate=self.ti_page_estimate(),
+                                     depth=plan.scan_runs, total=plan.source_total)
+        return (row for row in rows if row.get("state") in FINISHED_TI_STATES)
+
+    def each_task_instance(self, summary: Summary, rows: Iterator[dict[str, Any]], runs: int) -> None:
+        """:meth:`copy_one` for each row (a task instance), ``concurrency`` at a time: at most
+        IN_FLIGHT_PER_THREAD per thread are read and waiting, never the DAG's whole list, so memory
+        stays flat however many task instances the DAG has."""
         dag_id = self.dag_to_migrate
-        wanted = set(plan.artifact_run_ids) if plan else set()
-        if plan is None or plan.idle or not wanted:
-            return
-        rows = (r for r in source_task_instances(self.source_hook, dag_id, wanted, estimate=self.ti_page_estimate(),
-                                                 depth=plan.scan_runs, total=plan.source_total)
-                if r.get("state") in FINISHED_TI_STATES)
         first = next(rows, None)
         if first is None:
-            self.log.info("%s %s: no finished task instances in %d runs", dag_id, self.resource, len(wanted))
+            self.log.info("%s %s: nothing to copy in %d runs", dag_id, self.resource, runs)
             return
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -103,7 +121,7 @@ class TaskInstanceWorkOperator(PlannedOperator):
                     main.request_count += hook.request_count
                     main.api_calls += hook.api_calls
                     main.write_count += hook.write_count
-        self.log.info("%s %s: %d finished task instances done in %d runs", dag_id, self.resource, done, len(wanted))
+        self.log.info("%s %s: %d task instances done in %d runs", dag_id, self.resource, done, runs)
 
     def _thread_hooks(self) -> tuple[StarshipHook, StarshipHook]:
         hooks = getattr(self._local, "hooks", None)

@@ -46,6 +46,19 @@ MAX_NAMED = 50  # items named in one note, at most
 LEGACY_LOG_TEMPLATE = "{{ ti.dag_id }}/{{ ti.task_id }}/{{ ts }}/{{ try_number }}.log"
 
 
+#: States of a task instance whose last try may never have run (then it has no log).
+NEVER_RAN_STATES = frozenset({"skipped", "upstream_failed", "removed"})
+
+
+def tries_with_a_log(row: dict[str, Any]) -> int:
+    """How many of a task instance's tries can have a log: every earlier try (each ran and was retried),
+    and the last one if it ran: it reached a worker (a hostname), or it has a start date and a state
+    that a task gets by running (skipped, upstream-failed and removed ones are set so without running)."""
+    tries = int(row.get("try_number") or 0)
+    ran = bool(row.get("hostname")) or (row.get("state") not in NEVER_RAN_STATES and bool(row.get("start_date")))
+    return tries if ran else max(tries - 1, 0)
+
+
 class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
     """Every try's log of every finished task instance of the planned runs."""
 
@@ -108,7 +121,7 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
         return source.open_rest_log(*ti_key(row), try_number)
 
     def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
-        for try_number in range(1, int(row.get("try_number") or 0) + 1):
+        for try_number in range(1, tries_with_a_log(row) + 1):
             name = f"log of {ti_name(row)} try {try_number}"
             body = self.open_source(source, row, try_number)
             if body is None:

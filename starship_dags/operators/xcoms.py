@@ -1,6 +1,11 @@
 """XComs of the migrated task instances: every finished task instance of a DAG's planned runs, every
 map index, every key.
 
+**Finding them.** The REST API lists a DAG's XCom entries without their values, and the target's
+too, so only task instances that have XComs are read and written: the requests grow with the
+XComs, not with the task instances (most have none). Where a side cannot list them, every finished
+task instance is asked instead.
+
 **Reading the source.** Starship ``/xcom`` where it serves XComs (Airflow 2.8 to 2.11: the stored
 bytes), else the REST API (``xcomEntries``): JSON on Airflow 3, Python text of the value on 2.7.
 **Writing the target.** Starship ``/xcom`` on Airflow 2 (bytes verbatim), the REST API on Airflow 3
@@ -15,6 +20,7 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any
 
+from starship_dags.exceptions import StarshipError, StarshipRateLimitedError, StarshipTLSError, StarshipTransportError
 from starship_dags.operators.per_task_instance import TaskInstanceWorkOperator, ti_key, ti_name
 from starship_dags.report import Summary
 
@@ -28,28 +34,57 @@ class XComsMigrationOperator(TaskInstanceWorkOperator):
     """XComs of every finished task instance of the planned runs (every map index)."""
 
     resource = "xcoms"
+    listed = False  # whether this DAG's XComs were found by listing
+
+    def copy_all(self, summary: Summary) -> None:
+        """List the XComs of the planned runs on both sides, then copy only the task instances that
+        have any; where a side's REST API cannot list them, probe every finished task instance."""
+        plan = self.plan
+        wanted = set(plan.artifact_run_ids) if plan and not plan.idle else set()
+        if not wanted:
+            return
+        dag_id = self.dag_to_migrate
+        try:
+            on_source = self.source_hook.xcom_entries(dag_id, wanted)
+            on_target = self.target_hook.xcom_entries(dag_id, wanted)
+        except (StarshipTransportError, StarshipTLSError, StarshipRateLimitedError):
+            raise
+        except StarshipError as err:
+            self.log.warning("%s: XComs could not be listed (%s); asking for every task instance's instead", dag_id, err)
+            summary.notes.append(f"XComs not listed ({err.detail or err}): asked for per task instance")
+            self.listed = False
+            super().copy_all(summary)
+            return
+        self.listed = True
+        self.log.info("%s: %d task instances with XComs in %d runs (%d on the target)", dag_id, len(on_source),
+                      len(wanted), len(on_target))
+        rows = ({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "keys": keys,
+                 "target_keys": on_target.get((run_id, task_id, map_index), [])}
+                for (run_id, task_id, map_index), keys in sorted(on_source.items()))
+        self.each_task_instance(summary, rows, len(wanted))
 
     def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
         source_major, target_major = self.majors
         summary.notes.append(
-            "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
+            ("listed through the REST API (xcomEntries), " if self.listed else "")
+            + "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
             + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
         )
         return True
 
-    def read_source(self, source: StarshipHook, row: dict[str, Any]) -> dict[str, tuple[bytes, Any]]:
-        """``{key: (stored bytes, decoded JSON value or _NOT_JSON)}``."""
-        return {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti_key(row)).items()}
-
     def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
-        wanted = self.read_source(source, row)
+        ti = ti_key(row)
+        wanted = {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti, keys=row.get("keys")).items()}
         if not wanted:
             return
         write = self._to_starship if target.airflow_major < 3 else self._to_rest
-        write(summary, target, ti_key(row), ti_name(row), wanted)
+        write(summary, target, ti, ti_name(row), wanted, row.get("target_keys"))
 
-    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
-        existing = {x["key"]: base64.b64decode(x.get("value") or "") for x in target.get_xcoms(*ti)}
+    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict,
+                     listed: list[str] | None) -> None:
+        """``listed``: the keys a listing found on the target (None: not listed; ask)."""
+        existing = {} if listed == [] else {x["key"]: base64.b64decode(x.get("value") or "")
+                                            for x in target.get_xcoms(*ti)}
         final, created, updated = dict(existing), [], []
         for key, (raw, _value) in wanted.items():
             name = f"XCom {key!r} of {label}"
@@ -78,8 +113,9 @@ class XComsMigrationOperator(TaskInstanceWorkOperator):
         target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
                             "key": key, "value": base64.b64encode(raw).decode()})
 
-    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict) -> None:
-        existing = set(target.rest_xcom_keys(*ti))
+    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict,
+                 listed: list[str] | None) -> None:
+        existing = set(target.rest_xcom_keys(*ti) if listed is None else listed)
         for key, (_raw, value) in wanted.items():
             name = f"XCom {key!r} of {label}"
             if value is _NOT_JSON:

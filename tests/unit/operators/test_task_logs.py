@@ -38,3 +38,34 @@ def test_a_source_without_any_log_route_gives_one_clear_line(mocker):
     assert len(summary.notes) == 1 and summary.notes[0].startswith("logs unavailable: Starship /task_log refused")
     assert "403" in summary.notes[0]
     target.put_task_log.assert_not_called()
+
+
+def test_a_log_is_asked_for_only_where_a_try_ran():
+    from starship_dags.operators.task_logs import tries_with_a_log
+
+    ran = {"try_number": 2, "state": "success", "start_date": "2024-01-01T00:00:00+00:00", "hostname": "w1"}
+    assert tries_with_a_log(ran) == 2
+    # skipped by the scheduler (no worker): its dates are set, but no try ran; earlier tries did
+    assert tries_with_a_log({"try_number": 2, "state": "skipped", "start_date": "2024-01-01", "hostname": ""}) == 1
+    assert tries_with_a_log({"try_number": 0, "state": "upstream_failed", "hostname": None}) == 0
+    # a task that raised AirflowSkipException ran on a worker: its log is there
+    assert tries_with_a_log({"try_number": 1, "state": "skipped", "hostname": "w1"}) == 1
+    assert tries_with_a_log({"try_number": 1, "state": "failed", "start_date": None, "hostname": ""}) == 0
+
+
+def test_threads_come_from_the_connections_extras(mocker):
+    from starship_dags.operators.task_logs import TaskLogsMigrationOperator
+
+    def task(source_extra, target_extra, given=None):
+        op = TaskLogsMigrationOperator(task_id="task_logs", source_dags=[], plans=None, concurrency=given)
+        source, target = mocker.MagicMock(), mocker.MagicMock()
+        source.number.side_effect = lambda arg, key, default: source_extra
+        target.number.side_effect = lambda arg, key, default: target_extra
+        op.__dict__.update(source_hook=source, target_hook=target)
+        return op.concurrency
+
+    from starship_dags.operators.per_task_instance import DEFAULT_CONCURRENCY
+
+    assert task(0, 0) == DEFAULT_CONCURRENCY  # neither sets it
+    assert task(0, 12) == 12 and task(6, 12) == 6  # the smaller of those set
+    assert task(6, 12, given=2) == 2
