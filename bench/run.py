@@ -15,7 +15,12 @@ Phases, each on the same Airflow 2.11 source and target (real webservers, real P
 6. Starship's own operator on the source, at the largest per-DAG run limit it survives, and the
    migration DAG on that same limited workload;
 7. the migration DAG on one DAG of 10,000 and one of 100,000 task instances, then the larger
-   one again with a full comparison against what is now on the target (peak memory).
+   one again with a full comparison against what is now on the target (peak memory);
+8. XComs and logs (``bench/artifacts.py``): the artifact ceiling and ours in alternated pairs, then
+   the whole migration of the artifact DAGs with every resource.
+
+Longer than the project's 400 lines: one class that runs the phases in order, each a method
+beside the others it builds on (the table is ``bench/table.py``).
 
 Prints one table and writes every number to ``bench-results.json``.
 """
@@ -26,14 +31,14 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, measure, starship_operator, workload
+from bench import artifacts, ceiling, measure, starship_operator, workload
+from bench.table import ceiling_name, profile, ratio, table
 from tests.integration import parity, rig
 
 HISTORY_RESOURCES = ("dag_runs", "task_instances", "task_instance_history")
@@ -83,8 +88,9 @@ class Bench:
         self.results: dict[str, Any] = {"shape": str(self.shape), "machine": {"cpus": os.cpu_count()}}
         env = rig.AirflowEnv("2.11-bench").ensure()
         env.install_project()
-        self.source = rig.AirflowServer("bench-source", env)
-        self.target = rig.AirflowServer("bench-target", env, dags=[rig.MIGRATION_DAG],
+        # both serve Starship's /task_log, as Astronomer environments do (the artifact phase)
+        self.source = rig.AirflowServer("bench-source", env, astro_logs=True)
+        self.target = rig.AirflowServer("bench-target", env, dags=[rig.MIGRATION_DAG], astro_logs=True,
                                         extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                                                    # Airflow's default: the test rig's 5 s re-parses and
                                                    # re-serialises the migration DAG every 5 s
@@ -164,6 +170,7 @@ class Bench:
         source_before, target_before = measure.access_lines(self.source), measure.access_lines(self.target)
         meter.start()
         self.target.cli("dags", "trigger", dag_id, "-r", run_id, "-c", json.dumps(conf))
+        self.last_run_id = run_id
         state, seconds = self.target.wait_for_run(dag_id, run_id, timeout or self.args.timeout)
         cpu = meter.stop()
         result = rig.collect_run(self.target, dag_id, run_id)
@@ -359,6 +366,54 @@ class Bench:
             "ours": _public(ours),
         })
 
+    def artifacts(self) -> None:
+        """XComs and logs: the artifact ceiling and ours, in ``--repeat`` alternated pairs on a target that
+        has the artifact DAGs' history already; then the whole migration of those DAGs, every resource."""
+        args = self.args
+        shape = workload.Shape(args.artifact_dags, args.artifact_runs, args.tasks)
+        dag_ids = [f"{artifacts.PREFIX}{n:03d}" for n in range(shape.dags)]
+        started = time.monotonic()
+        seeded = artifacts.seed(self.source, dag_ids, shape.runs, shape.task_ids)
+        log(f"artifacts: generated {seeded} in {time.monotonic() - started:.0f} s")
+        self.reset_target(dag_ids)
+        artifacts.reset(self.target, dag_ids)
+        self.run_ours("artifact_history", self.history_conf(dag_ids))  # the history, not timed here
+        conf = {"resources": ["dag_history", "xcoms", "task_logs"], "dag_ids": dag_ids, "full_comparison": True}
+        extra = {"concurrency": args.artifact_concurrency} if args.artifact_concurrency else {}
+        if extra:  # threads per XCom or log task, as a user sets them
+            self.set_connection_extra(extra)
+        pairs = []
+        for number in range(1, max(1, args.repeat) + 1):
+            artifacts.reset(self.target, dag_ids)
+            result = artifacts.ceiling(self.source, self.target, dag_ids, max(args.threads))
+            log(f"artifact ceiling: {result}")
+            artifacts.reset(self.target, dag_ids)
+            run = self.run_ours(f"artifacts_{number}", conf)
+            window = artifacts.artifact_window(self.target, self.last_run_id)
+            equal = artifacts.parity(self.source, self.target, dag_ids)
+            xcom_calls = sum(s["source_api_calls"] for s in run.summaries.values() if s["resource"] == "xcoms")
+            pairs.append({"ceiling": asdict(result), "ours_seconds": window, "ours_run_seconds": round(run.seconds, 1),
+                          "ours_state": run.state, "parity": equal, "xcom_source_calls": xcom_calls,
+                          "ratio": round(result.seconds / window, 3) if window else 0.0})
+            log(f"artifact pair {number}: ceiling {result.seconds:.1f} s, ours {window:.1f} s "
+                f"(run {run.seconds:.1f} s), parity {equal}")
+        self.reset_target(dag_ids)
+        artifacts.reset(self.target, dag_ids)
+        whole = self.run_ours("artifacts_whole", {"dag_ids": dag_ids})  # every resource: the form's default
+        self.results["artifacts"] = {
+            "shape": str(shape), "generated": seeded, "pairs": pairs, "threads": max(args.threads),
+            "concurrency": args.artifact_concurrency or "default",
+            "task_instances": seeded.get("tis"),
+            "whole": {**_public(whole), "parity": artifacts.parity(self.source, self.target, dag_ids)},
+        }
+
+    def set_connection_extra(self, extra: dict[str, Any]) -> None:
+        """Restart the target's scheduler with these extras on both connections."""
+        self.target.stop_processes(self.scheduler)
+        for conn_id, server in (("starship_source", self.source), ("starship_target", self.target)):
+            self.target.extra_env.update(server.connection_env(conn_id, extra=extra))
+        self.scheduler = self.target.start_scheduler()
+
     def check_parity_limited(self, run: OurRun, dag_ids: list[str], limit: int) -> None:
         want_runs = min(limit, self.shape.runs) * len(dag_ids)
         runs, tis = self.target_counts(dag_ids)
@@ -429,109 +484,6 @@ def _pair(ceiling_run: dict[str, Any], run: OurRun) -> dict[str, Any]:
     }
 
 
-def ceiling_name(threads: int, lean: bool) -> str:
-    return f"raw ceiling, {threads} thread(s)" + (", NULL columns left out" if lean else "")
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
-
-
-def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str]] = []
-
-    def add(name: str, value: str, goal: str = "", met: bool | None = None) -> None:
-        rows.append((name, value, goal, "" if met is None else ("yes" if met else "NO")))
-
-    ceilings = results.get("ceiling") or []
-    # the target's yardstick: the rows as the source serves them (the lean client is shown beside it)
-    best = max((c for c in ceilings if not c.get("lean")), key=lambda c: c["rows_per_second"], default=None)
-    lean = next((c for c in ceilings if c.get("lean")), None)
-    for c in ceilings:
-        add(ceiling_name(c["threads"], c.get("lean", False)), f"{c['rows_per_second']:.0f} rows/s ({c['rows']} rows, "
-            f"{c['seconds']:.0f} s, {c['requests']} requests)")
-    local = results.get("ours_local")
-    if local:
-        add("ours, LocalExecutor", f"{local['rows_per_second']:.0f} rows/s ({local['rows']} rows, {local['seconds']:.0f} s, "
-            f"{local['source_requests']}+{local['target_requests']} requests), parity {local['parity']}")
-        pairs = results.get("pairs") or []
-        if len(pairs) > 1:
-            # each run of ours against the raw ceiling run right before it; the median is judged,
-            # and only when every run of ours copied everything
-            r = statistics.median(p["ratio"] for p in pairs)
-            whole = all(p["ours_state"] == "success" and p["ours_parity"] == "equal" for p in pairs)
-            add("ours / raw ceiling", f"{r:.2f}, the median of {len(pairs)} alternated pairs: " + ", ".join(
-                f"{p['ratio']:.2f} ({p['ours_seconds']:.1f} s / {p['ceiling_seconds']:.1f} s)" for p in pairs)
-                + ("" if whole else "; a run of ours was not complete"), ">= 0.90", whole and r >= 0.90)
-        else:
-            r = ratio(local["rows_per_second"], best and best["rows_per_second"])
-            if r is not None:
-                add("ours / raw ceiling", f"{r:.2f}", ">= 0.90", r >= 0.90)
-        r = ratio(local["rows_per_second"], lean and lean["rows_per_second"])
-        if r is not None:
-            add("ours / raw ceiling with NULL columns left out", f"{r:.2f}")
-    celery = results.get("ours_celery")
-    if celery:
-        add("ours, CeleryExecutor (2 workers)", f"{celery['rows_per_second']:.0f} rows/s ({celery['rows']} rows, "
-            f"{celery['seconds']:.0f} s), parity {celery['parity']}", "same parity as local",
-            celery["parity"] == "equal" and celery["state"] == "success" and bool(local) and local["parity"] == "equal")
-    starship = results.get("starship_operator")
-    if starship:
-        failed = [a for a in starship["attempts"] if not a["complete"]]
-        if failed:
-            add("Starship operator, limits it fails at", ", ".join(f"{a['limit']} ({a['why'] or a['state']})" for a in failed))
-        if starship.get("largest_limit"):
-            ours = starship["ours"]
-            add(f"Starship operator, limit {starship['largest_limit']} runs/DAG",
-                f"{starship['rows_per_second']:.0f} rows/s ({starship['rows']} rows, {starship['seconds']:.0f} s)")
-            add("ours, same limit", f"{ours['rows_per_second']:.0f} rows/s ({ours['rows']} rows, {ours['seconds']:.0f} s), "
-                f"parity {ours['parity']}")
-            r = ratio(ours["rows_per_second"], starship["rows_per_second"])
-            if r is not None:
-                add("ours / Starship operator", f"{r:.2f}", ">= 10", r >= 10)
-    memory = results.get("memory") or []
-    for m in memory:
-        add(f"peak task RSS, {m['task_instances']:,} task instances in one DAG",
-            f"{m['peak_rss_mb']} MB (start {m['start_rss_mb']} MB)", "<= 250 MB",
-            m["peak_rss_mb"] is not None and m["peak_rss_mb"] <= 250)
-    if len(memory) >= 2 and all(m["peak_rss_mb"] for m in memory):
-        growth = memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"]
-        add("RSS growth, smallest to largest", f"{growth:+.1f} MB", "flat (< 25 MB)", growth < 25)
-    full = memory[-1].get("full_comparison") if memory and memory[0]["peak_rss_mb"] else None
-    if full and full["peak_rss_mb"]:
-        add(f"peak task RSS, rerun of {memory[-1]['task_instances']:,} with a full comparison",
-            f"{full['peak_rss_mb']} MB ({full['peak_rss_mb'] - memory[0]['peak_rss_mb']:+.1f} MB against "
-            f"{memory[0]['task_instances']:,}; {full['created']} rows written, {full['seconds']:.0f} s, {full['state']})",
-            "flat (< 25 MB)", full["state"] == "success" and full["peak_rss_mb"] - memory[0]["peak_rss_mb"] < 25)
-    idle = results.get("idle_sync")
-    if idle:
-        add("idle sync, source requests per DAG", f"{idle['source_requests_per_dag']} ({idle['source_requests']} "
-            f"for {idle['dags']} DAGs; one DAG's history tasks at most {idle['max_history_calls_of_one_dag']})",
-            "<= 2", idle["source_requests_per_dag"] <= 2)
-        run = idle["idle"]
-        add("idle sync, wall time", f"{run['seconds']:.0f} s ({run['tasks']} task instances ran)", "", None)
-    widths = [max(len(r[i]) for r in rows + [("measure", "value", "target", "met")]) for i in range(4)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", "met"), widths)),
-             "-|-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
-
-
-def profile(results: dict[str, Any]) -> str:
-    """Where the time went: CPU seconds per process group during each phase."""
-    lines = []
-    for c in results.get("ceiling") or []:
-        lines.append(f"{ceiling_name(c['threads'], c.get('lean', False))} ({c['seconds']:.0f} s): {c['cpu']}")
-    for key in ("ours_local", "ours_celery"):
-        run = results.get(key)
-        if run:
-            lines.append(f"{key} ({run['seconds']:.0f} s, {run['tasks']} task instances ran, {run['task_seconds']:.0f} s "
-                         f"in tasks of which {run['work_seconds']:.0f} s migrating, using {run.get('work_cpu_seconds', 0):.1f} CPU-s): {run['cpu']}")
-            lines += [f"    {task_id}: {t['count']} x, {t['seconds']:.0f} s in all, from first start to last end "
-                      f"{t['window']:.0f} s" for task_id, t in run.get("by_task", {}).items()]
-    return "\n".join(lines)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dags", type=int, default=20)
@@ -549,7 +501,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="task instances of the single-DAG memory runs, comma separated")
     parser.add_argument("--celery-concurrency", type=int, default=8, help="task slots per Celery worker")
     parser.add_argument("--starship-attempts", type=int, default=4, help="limits to try below the full history")
-    parser.add_argument("--skip", default="", help="phases to leave out: ceiling,local,idle,celery,starship,memory")
+    parser.add_argument("--skip", default="",
+                        help="phases to leave out: ceiling,local,idle,celery,starship,memory,artifacts")
+    parser.add_argument("--artifact-dags", type=int, default=4, help="DAGs of the artifact phase")
+    parser.add_argument("--artifact-runs", type=int, default=100, help="runs per DAG of the artifact phase")
+    parser.add_argument("--artifact-concurrency", type=int, default=None,
+                        help="extra.concurrency of both connections in the artifact phase (default: the package's)")
     parser.add_argument("--target-env", action="append", default=[], metavar="KEY=VALUE",
                         type=lambda s: tuple(s.split("=", 1)),
                         help="an environment variable for the target's Airflow (e.g. AIRFLOW__CORE__PARALLELISM=8); "
@@ -573,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.start()
         bench.generate()
         phases = [("ceiling", bench.raw_ceiling), ("local", bench.ours_local), ("idle", bench.idle_sync),
-                  ("celery", bench.ours_celery), ("starship", bench.starship), ("memory", bench.memory)]
+                  ("celery", bench.ours_celery), ("starship", bench.starship), ("memory", bench.memory),
+                  ("artifacts", bench.artifacts)]
         for name, phase in phases:
             if name in skip:
                 continue

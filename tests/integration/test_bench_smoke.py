@@ -15,7 +15,8 @@ def test_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = run.main(["--dags", str(DAGS), "--runs", str(RUNS), "--tasks", str(TASKS), "--pools", "3",
                      "--variables", "3", "--connections", "3", "--threads", "2", "--rss-sizes", "60",
-                     "--celery-concurrency", "4", "--starship-attempts", "1", "--repeat", "2", "--out", str(out)])
+                     "--celery-concurrency", "4", "--starship-attempts", "1", "--repeat", "2", "--artifact-dags", "2",
+                     "--artifact-runs", "6", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     results = json.loads(out.read_text())
@@ -46,7 +47,15 @@ def test_benchmark_smoke(tmp_path, capsys):
     full = memory["full_comparison"]  # the same DAG again, compared in full: nothing left to write
     assert full["state"] == "success" and full["created"] == 0 and full["peak_rss_mb"], full
 
-    for measure in ("raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out",
+    art = results["artifacts"]  # XComs and logs: two pairs of the artifact ceiling and ours, then everything
+    assert art["generated"]["xcoms"] > 0 and art["generated"]["logs"] >= 2 * 6 * TASKS, art["generated"]
+    assert len(art["pairs"]) == 2 and all(p["parity"] == "equal" and p["ours_state"] == "success"
+                                          for p in art["pairs"]), art["pairs"]
+    assert all(p["ceiling"]["logs"] == art["generated"]["logs"] for p in art["pairs"]), art["pairs"]
+    assert art["whole"]["state"] == "success" and art["whole"]["parity"] == "equal", art["whole"]
+
+    for measure in ("ours / artifact ceiling", "XComs, source requests per task instance",
+                    "whole migration, every resource", "raw ceiling, 2 thread(s)", "raw ceiling, 2 thread(s), NULL columns left out",
                     "ours / raw ceiling", "the median of 2 alternated pairs",
                     "ours / raw ceiling with NULL columns left out", "ours, CeleryExecutor (2 workers)",
                     "ours / Starship operator", "peak task RSS, 60 task instances",

@@ -1,6 +1,7 @@
 """DAGs the test source Airflow runs with its real scheduler, to produce realistic history.
 
-* ``hist_mapped``: a dynamically mapped task (three map indexes) that returns XCom values;
+* ``hist_mapped``: a dynamically mapped task (three map indexes) that returns XCom values and pushes
+  a second key;
 * ``hist_retry``: a task that fails on its first try and succeeds on the retry;
 * ``hist_failing``: a run that ends failed;
 * every DAG is triggered manually too, with a nested unicode ``conf``.
@@ -28,8 +29,9 @@ with DAG("hist_mapped", schedule="@daily", start_date=START, end_date=START + da
         return [1, 2, 3]
 
     @task
-    def square(n):
+    def square(n, **context):
         print(f"squaring {n} ✓")
+        context["ti"].xcom_push(key="note", value=f"{n} squared")  # a second key, beside the return value
         return {"n": n, "square": n * n, "label": "värde"}
 
     @task
