@@ -9,9 +9,9 @@ the requests a copy needs: per DAG, one read of its task instances and its runs,
 of its XComs; per task instance with XComs, one Starship read of them and one POST per XCom; per
 try, one Starship read of its log and one POST. K threads.
 
-**Ours** is the migration DAG with ``dag_history``, ``xcoms`` and ``task_logs`` on a target that has
-the history already (so only XComs and logs are copied); its artifact time is the window from the
-first XCom task's start to the last log task's end.
+**Ours** is the migration DAG with ``dag_history``, ``xcoms`` and ``task_logs`` into an empty target,
+as a first migration; its artifact time is the window from the first artifacts task's start to the
+last one's end (the history before it is not counted, as the ceiling does not copy it).
 """
 
 from __future__ import annotations
@@ -204,10 +204,10 @@ def ceiling(source: rig.AirflowServer, target: rig.AirflowServer, dag_ids: list[
 
 
 def artifact_window(target: rig.AirflowServer, run_id: str) -> float:
-    """Seconds from the first XCom task's start to the last log task's end, in one run of the DAG."""
+    """Seconds from the first artifacts task's start to the last one's end, in one run of the DAG."""
     (seconds,), = target.sql(
         "SELECT EXTRACT(EPOCH FROM max(end_date) - min(start_date)) FROM task_instance "
-        "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id IN ('history.xcoms', 'history.task_logs') "
+        "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.artifacts' "
         "AND state = 'success'", (run_id,))
     return round(float(seconds or 0), 1)
 

@@ -29,6 +29,8 @@ class DagPlan:
     refused_run_ids: list[str] = field(default_factory=list)
     #: Runs whose XComs and logs are copied.
     artifact_run_ids: list[str] = field(default_factory=list)
+    #: Of those, the runs that were on the target before this migration run: only theirs can be there.
+    artifact_existing_run_ids: list[str] = field(default_factory=list)
     #: How many of the source's runs (newest first) the later reads go through.
     scan_runs: int = 0
     source_major: int | None = None

@@ -197,6 +197,7 @@ class DagRunsMigrationOperator(BatchOperator):
             if marker is None or run_id not in target_ids or run_id in earlier_pending:
                 needed.append(run_id)
                 deepest = position
+        artifact_runs = (needed if artifacts_of_needed else present) if selection["artifacts"] else []
         self.plan = DagPlan(
             dag_id,
             idle=False,
@@ -204,7 +205,8 @@ class DagRunsMigrationOperator(BatchOperator):
             # of those, the runs that were on the target before this task: only their task instances
             # and history can be there already, so only they are looked up on the target
             existing_run_ids=[run_id for run_id in needed if run_id in target_ids],
-            artifact_run_ids=(needed if artifacts_of_needed else present) if selection["artifacts"] else [],
+            artifact_run_ids=artifact_runs,
+            artifact_existing_run_ids=[run_id for run_id in artifact_runs if run_id in target_ids],
             refused_run_ids=missing_runs,
             # how deep the children read the source: everything when there is no marker, else
             # down to the deepest run that needs its children (they read on if one is missing)

@@ -29,8 +29,7 @@ from starship_dags.exceptions import (
     StarshipPayloadTooLargeError,
     StarshipServerError,
 )
-from starship_dags.operators.per_task_instance import TaskInstanceWorkOperator, ti_key, ti_name
-from starship_dags.report import Summary
+from starship_dags.operators.artifacts import Copier, ti_key, ti_name
 from starship_dags.translate import parse_datetime
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
@@ -59,39 +58,45 @@ def tries_with_a_log(row: dict[str, Any]) -> int:
     return tries if ran else max(tries - 1, 0)
 
 
-class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
+class LogCopier(Copier):
     """Every try's log of every finished task instance of the planned runs."""
 
     resource = "task_logs"
 
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
-        source_major, target_major = self.majors
+    def jobs(self) -> Iterator[dict[str, Any]]:
+        self._unshown: list[str] | None = None
+        return self.finished_task_instances()
+
+    def prepare(self, first: dict[str, Any]) -> bool:
+        summary = self.summary
+        source_major, target_major = self.op.majors
         self._read_via = "rest" if source_major >= 3 else "starship"
         why_rest = "Airflow 3 Starship serves no logs" if source_major >= 3 else None
         ti, first_try = ti_key(first), max(1, int(first.get("try_number") or 1))
         if self._read_via == "starship":
             try:  # one probe decides for the whole task
-                _probe(self.source_hook.open_task_log(*ti, first_try))
+                _probe(self.op.source_hook.open_task_log(*ti, first_try))
             except (StarshipConflictError, StarshipServerError) as err:
                 self._read_via, why_rest = "rest", f"Starship /task_log refused: {err.detail or err}"
         if self._read_via == "rest":
             try:  # the fallback must work too, else one clear line instead of a failure per log
-                _probe(self.source_hook.open_rest_log(*ti, first_try))
+                _probe(self.op.source_hook.open_rest_log(*ti, first_try))
             except StarshipError as err:
                 summary.notes.append(f"logs unavailable: {why_rest}; the REST API log route failed too: {err}")
-                self.log.warning("%s: logs unavailable: %s; REST API: %s", self.dag_to_migrate, why_rest, err)
+                self.log.warning("%s: logs unavailable: %s; REST API: %s", self.op.dag_to_migrate, why_rest, err)
                 return False
         # Airflow 3 lists an earlier try (and serves its log) only from a retry-history row, which a
         # source without retry history (Airflow 2.9 and older) cannot give: such logs are copied as
         # files all the same, and named in a note
-        self._unshown = [] if target_major >= 3 and not self.source_hook.keeps_retry_history else None
+        self._unshown = [] if target_major >= 3 and not self.op.source_hook.keeps_retry_history else None
+        self._existing_runs = set(self.op.plan.artifact_existing_run_ids)
         self._write_via = "starship" if target_major < 3 else "files"
         if self._write_via == "starship":
             try:
-                _probe(self.target_hook.open_task_log(*ti, 1))
+                _probe(self.op.target_hook.open_task_log(*ti, 1))
             except StarshipConflictError:  # not an Astronomer environment: its Starship has no log folder
                 self._write_via = "files"
-        self._max_post = int(self.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
+        self._max_post = int(self.op.target_hook.extras.get("max_log_post_bytes") or MAX_LOG_POST_BYTES)
         self._template: str | None = None  # chosen when the first file is written (see _reading_template)
         self._run_dates: dict[str, Any] | None = None
         summary.notes.append(
@@ -102,15 +107,13 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
         )
         return True
 
-    def copy_all(self, summary: Summary) -> None:
-        self._unshown = None
-        super().copy_all(summary)
+    def finish(self) -> None:
         if self._unshown:
             names = sorted(self._unshown)
             more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
-            summary.notes.append(
+            self.summary.notes.append(
                 f"{len(names)} earlier tries' logs copied as files, but Airflow 3 shows an earlier try only from its "
-                f"retry history, which Airflow {self.source_hook.airflow_version} does not keep (no retry history "
+                f"retry history, which Airflow {self.op.source_hook.airflow_version} does not keep (no retry history "
                 f"on the source): {', '.join(names[:MAX_NAMED])}{more}")
 
     # -- reading
@@ -120,12 +123,12 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
             return source.open_task_log(*ti_key(row), try_number)
         return source.open_rest_log(*ti_key(row), try_number)
 
-    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook) -> None:
         for try_number in range(1, tries_with_a_log(row) + 1):
             name = f"log of {ti_name(row)} try {try_number}"
             body = self.open_source(source, row, try_number)
             if body is None:
-                self.add(summary, "skipped", name, "no log on the source")
+                self.add("skipped", name, "no log on the source")
                 continue
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
                 blank = True  # a REST log route answers an empty rendering for a missing file
@@ -133,34 +136,35 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
                     spool.write(chunk)
                     blank = blank and not chunk.strip()
                 if blank:
-                    self.add(summary, "skipped", name, "the source's log is empty")
+                    self.add("skipped", name, "the source's log is empty")
                     continue
-                self.write_one(summary, target, row, try_number, name, spool)
+                self.write_one(target, row, try_number, name, spool)
             if self._unshown is not None and try_number < int(row.get("try_number") or 0):
-                with self._lock:
+                with self.op.lock:
                     self._unshown.append(name)
 
     # -- writing
 
-    def write_one(self, summary: Summary, target: StarshipHook, row: dict[str, Any], try_number: int, name: str,
-                  spool: IO[bytes]) -> None:
+    def write_one(self, target: StarshipHook, row: dict[str, Any], try_number: int, name: str, spool: IO[bytes]) -> None:
         ti = ti_key(row)
         path = None
         if self._write_via == "files":
             path = self.local_path(target, row, try_number)
             if path is None:
-                self.add(summary, "skipped", name, "the target reads logs of migrated runs from a file name without "
+                self.add("skipped", name, "the target reads logs of migrated runs from a file name without "
                          "a map index (its oldest log template); mapped task instances would overwrite each other")
                 return
             existing = _file_chunks(path) if path.exists() else None
-        else:
+        elif row["run_id"] in self._existing_runs:
             existing = target.open_task_log(*ti, try_number)
+        else:  # a run written by this migration run: its logs cannot be on the target (a stale file is replaced)
+            existing = None
         if existing is not None and not self.must_replace(
-                summary, name, _same_stream(existing, spool), "a different log is on the target"):
+                name, _same_stream(existing, spool), "a different log is on the target"):
             return
         outcome = "created" if existing is None else "updated"
-        if summary.dry_run:
-            self.add(summary, outcome, name)
+        if self.summary.dry_run:
+            self.add(outcome, name)
             return
         size = spool.seek(0, os.SEEK_END)
         spool.seek(0)
@@ -170,7 +174,7 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
         if path is None:
             try:
                 target.put_task_log(*ti, try_number, spool)
-                self.add(summary, outcome, name)
+                self.add(outcome, name)
                 return
             except (StarshipPayloadTooLargeError, StarshipConflictError) as err:
                 # Too large for the webserver, or not an Astronomer environment: write it ourselves.
@@ -179,7 +183,7 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
                 if path is None:
                     raise
         _write_file(path, spool)
-        self.add(summary, outcome, name)
+        self.add(outcome, name)
 
     def _base_folder(self) -> str:
         from airflow.configuration import conf
@@ -199,7 +203,7 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
         it looks for (found, or asked of the worker's log server)."""
         from airflow.configuration import conf
 
-        override = self.target_hook.extras.get("log_filename_template")
+        override = self.op.target_hook.extras.get("log_filename_template")
         if override:
             return str(override)
         configured = conf.get("logging", "log_filename_template")
@@ -239,7 +243,7 @@ class TaskLogsMigrationOperator(TaskInstanceWorkOperator):
 
     def local_path(self, target: StarshipHook, row: dict[str, Any], try_number: int) -> Path | Any | None:
         """Where the target reads this log; None when the template cannot tell map indexes apart."""
-        with self._lock:
+        with self.op.lock:
             if self._template is None:
                 self._template = self._reading_template(target, row)
             if int(row.get("map_index", -1)) >= 0 and "map_index" not in self._template:
@@ -291,4 +295,4 @@ def _write_file(path: Any, spool: IO[bytes]) -> None:
             out.write(chunk)
 
 
-__all__ = ["TaskLogsMigrationOperator"]
+__all__ = ["LogCopier", "tries_with_a_log"]

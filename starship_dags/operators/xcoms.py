@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.exceptions import StarshipError, StarshipRateLimitedError, StarshipTLSError, StarshipTransportError
-from starship_dags.operators.per_task_instance import TaskInstanceWorkOperator, ti_key, ti_name
-from starship_dags.report import Summary
+from starship_dags.operators.artifacts import Copier, ti_key, ti_name
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook
@@ -30,58 +30,52 @@ if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): no
 _NOT_JSON = object()
 
 
-class XComsMigrationOperator(TaskInstanceWorkOperator):
-    """XComs of every finished task instance of the planned runs (every map index)."""
+class XComCopier(Copier):
+    """XComs of every finished task instance of the planned runs (every map index, every key)."""
 
     resource = "xcoms"
     listed = False  # whether this DAG's XComs were found by listing
 
-    def copy_all(self, summary: Summary) -> None:
-        """List the XComs of the planned runs on both sides, then copy only the task instances that
-        have any; where a side's REST API cannot list them, probe every finished task instance."""
-        plan = self.plan
-        wanted = set(plan.artifact_run_ids) if plan and not plan.idle else set()
-        if not wanted:
-            return
-        dag_id = self.dag_to_migrate
+    def jobs(self) -> Iterator[dict[str, Any]]:
+        """List the XComs of the planned runs on both sides: a job per task instance that has any;
+        where a side's REST API cannot list them, a job per finished task instance (it asks)."""
+        op, plan = self.op, self.op.plan
+        wanted, dag_id = set(plan.artifact_run_ids), op.dag_to_migrate
         try:
-            on_source = self.source_hook.xcom_entries(dag_id, wanted)
-            on_target = self.target_hook.xcom_entries(dag_id, wanted)
+            on_source = op.source_hook.xcom_entries(dag_id, wanted)
+            # runs written by this migration run cannot have XComs on the target yet
+            on_target = op.target_hook.xcom_entries(dag_id, wanted & set(plan.artifact_existing_run_ids))
         except (StarshipTransportError, StarshipTLSError, StarshipRateLimitedError):
             raise
         except StarshipError as err:
             self.log.warning("%s: XComs could not be listed (%s); asking for every task instance's instead", dag_id, err)
-            summary.notes.append(f"XComs not listed ({err.detail or err}): asked for per task instance")
-            self.listed = False
-            super().copy_all(summary)
-            return
+            self.summary.notes.append(f"XComs not listed ({err.detail or err}): asked for per task instance")
+            return self.finished_task_instances()
         self.listed = True
         self.log.info("%s: %d task instances with XComs in %d runs (%d on the target)", dag_id, len(on_source),
                       len(wanted), len(on_target))
-        rows = ({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "keys": keys,
+        return ({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "keys": keys,
                  "target_keys": on_target.get((run_id, task_id, map_index), [])}
                 for (run_id, task_id, map_index), keys in sorted(on_source.items()))
-        self.each_task_instance(summary, rows, len(wanted))
 
-    def prepare(self, summary: Summary, first: dict[str, Any]) -> bool:
-        source_major, target_major = self.majors
-        summary.notes.append(
+    def prepare(self, first: dict[str, Any]) -> bool:
+        source_major, target_major = self.op.majors
+        self.summary.notes.append(
             ("listed through the REST API (xcomEntries), " if self.listed else "")
-            + "read through " + ("Starship /xcom" if self.source_hook.serves_xcoms else "the REST API (xcomEntries)")
+            + "read through " + ("Starship /xcom" if self.op.source_hook.serves_xcoms else "the REST API (xcomEntries)")
             + ", written through " + ("Starship /xcom" if target_major < 3 else "the REST API (xcomEntries)")
         )
         return True
 
-    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook, summary: Summary) -> None:
+    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook) -> None:
         ti = ti_key(row)
         wanted = {key: (raw, _decode(raw)) for key, raw in source.read_xcoms(*ti, keys=row.get("keys")).items()}
         if not wanted:
             return
         write = self._to_starship if target.airflow_major < 3 else self._to_rest
-        write(summary, target, ti, ti_name(row), wanted, row.get("target_keys"))
+        write(target, ti, ti_name(row), wanted, row.get("target_keys"))
 
-    def _to_starship(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict,
-                     listed: list[str] | None) -> None:
+    def _to_starship(self, target: StarshipHook, ti: tuple, label: str, wanted: dict, listed: list[str] | None) -> None:
         """``listed``: the keys a listing found on the target (None: not listed; ask)."""
         existing = {} if listed == [] else {x["key"]: base64.b64decode(x.get("value") or "")
                                             for x in target.get_xcoms(*ti)}
@@ -91,10 +85,10 @@ class XComsMigrationOperator(TaskInstanceWorkOperator):
             if key not in existing:
                 created.append(name)
                 final[key] = raw
-            elif self.must_replace(summary, name, _same(existing[key], raw), "differs on the target"):
+            elif self.must_replace(name, _same(existing[key], raw), "differs on the target"):
                 updated.append(name)
                 final[key] = raw
-        if not summary.dry_run:
+        if not self.summary.dry_run:
             if updated:  # Starship deletes all XComs of a task instance at once: put every one back
                 target.delete_xcoms(*ti)
                 keys = list(final)
@@ -103,9 +97,9 @@ class XComsMigrationOperator(TaskInstanceWorkOperator):
             for key in keys:
                 self._post_starship(target, ti, key, final[key])
         for name in created:
-            self.add(summary, "created", name)
+            self.add("created", name)
         for name in updated:
-            self.add(summary, "updated", name)
+            self.add("updated", name)
 
     @staticmethod
     def _post_starship(target: StarshipHook, ti: tuple, key: str, raw: bytes) -> None:
@@ -113,28 +107,27 @@ class XComsMigrationOperator(TaskInstanceWorkOperator):
         target.create_xcom({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
                             "key": key, "value": base64.b64encode(raw).decode()})
 
-    def _to_rest(self, summary: Summary, target: StarshipHook, ti: tuple, label: str, wanted: dict,
-                 listed: list[str] | None) -> None:
+    def _to_rest(self, target: StarshipHook, ti: tuple, label: str, wanted: dict, listed: list[str] | None) -> None:
         existing = set(target.rest_xcom_keys(*ti) if listed is None else listed)
         for key, (_raw, value) in wanted.items():
             name = f"XCom {key!r} of {label}"
             if value is _NOT_JSON:
-                self.add(summary, "skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
+                self.add("skipped", name, "its value is not JSON (pickled?): Airflow 3 stores XComs as JSON")
                 continue
             if key in existing:
-                if not self.must_replace(summary, name, target.rest_xcom_value(*ti, key, decode_text=True) == value,
+                if not self.must_replace(name, target.rest_xcom_value(*ti, key, decode_text=True) == value,
                                          "differs on the target"):
                     continue
                 if target.rest_xcoms_as_text:
-                    self.add(summary, "skipped", name, "differs on the target, and Airflow 3.0 and 3.1 can replace "
+                    self.add("skipped", name, "differs on the target, and Airflow 3.0 and 3.1 can replace "
                              "an XCom only through a REST call that stores its value encoded twice")
                     continue
                 outcome = "updated"
             else:
                 outcome = "created"
-            if not summary.dry_run:
+            if not self.summary.dry_run:
                 target.rest_put_xcom(*ti, key, value, replace=outcome == "updated")
-            self.add(summary, outcome, name)
+            self.add(outcome, name)
 
 
 def _decode(raw: bytes) -> Any:
@@ -151,4 +144,4 @@ def _same(a: bytes, b: bytes) -> bool:
     return da is not _NOT_JSON and da == db
 
 
-__all__ = ["XComsMigrationOperator"]
+__all__ = ["XComCopier"]

@@ -74,8 +74,9 @@ def log_lines(server: rig.AirflowServer, dag_id: str, run_id: str, task_id: str,
 
 
 def summaries_of(result: rig.DagTestResult, kind: str) -> list[dict]:
-    """The per-DAG summaries of one artifact task (``xcoms`` or ``task_logs``)."""
-    return [summary for label, summary in result.summaries.items() if label.startswith(f"history.{kind}")]
+    """The per-DAG summaries of one kind of artifact (``xcoms`` or ``task_logs``)."""
+    return [summary for label, summary in result.summaries.items()
+            if label.startswith("history.artifacts") and summary["resource"] == kind]
 
 
 def log_notes(result: rig.DagTestResult) -> list[str]:
@@ -158,14 +159,14 @@ def test_xcoms_and_logs_of_scheduler_runs(history_target):
         "ORDER BY start_date DESC LIMIT 1) AND c.dag_id = 'starship_migration' AND c.task_id = 'history.validate'")
     assert later == [("history.validate", -1, "skipped")], later
     if target.major == 2:
-        # Every DAG unchanged: each dag_runs marked its batch's XCom task skipped itself, directly,
-        # before it ended. (The log task is expanded only after it, and skipped by its skip list.)
+        # Every DAG unchanged: each dag_runs marked its batch's artifacts task skipped itself,
+        # directly, before it ended.
         copies = target.sql(
             "SELECT c.map_index, c.state, c.end_date <= r.end_date FROM task_instance c "
             "JOIN task_instance r ON r.dag_id = c.dag_id AND r.run_id = c.run_id AND r.map_index = c.map_index "
             "AND r.task_id = 'history.dag_runs' WHERE c.run_id = (SELECT run_id FROM dag_run "
             "WHERE dag_id = 'starship_migration' AND start_date IS NOT NULL ORDER BY start_date DESC LIMIT 1) "
-            "AND c.dag_id = 'starship_migration' AND c.task_id = 'history.xcoms' ORDER BY 1")
+            "AND c.dag_id = 'starship_migration' AND c.task_id = 'history.artifacts' ORDER BY 1")
         assert copies == [(index, "skipped", True) for index in range(len(REAL_DAGS))], copies
 
 

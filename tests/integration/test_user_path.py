@@ -190,12 +190,12 @@ def test_an_idle_rerun_starts_no_xcom_or_log_task(live):
         assert state == "success", task_states(target, "starship_migration", run_id)
         started[attempt] = dict(((t, i), (s, bool(host))) for t, i, s, host in target.sql(
             "SELECT task_id, map_index, state, coalesce(hostname, '') FROM task_instance "
-            "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id IN ('history.xcoms', 'history.task_logs')",
+            "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.artifacts'",
             (run_id,)))
-    # the first run copies the run's XComs and its log: both tasks run
-    assert started["first"] == {("history.xcoms", 0): ("success", True), ("history.task_logs", 0): ("success", True)}
-    # the rerun finds the DAG unchanged: no worker ever takes either task
-    assert started["idle"] == {("history.xcoms", 0): ("skipped", False), ("history.task_logs", 0): ("skipped", False)}
+    # the first run copies the run's XComs and its log: the task runs
+    assert started["first"] == {("history.artifacts", 0): ("success", True)}
+    # the rerun finds the DAG unchanged: no worker ever takes the task
+    assert started["idle"] == {("history.artifacts", 0): ("skipped", False)}
     assert target.sql("SELECT state FROM dag_run WHERE dag_id = %s", (DONE_DAG,)) == [("success",)]
 
 

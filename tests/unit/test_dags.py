@@ -7,14 +7,14 @@ import pytest
 from starship_dags.compat import AIRFLOW_MAJOR
 from starship_dags.dags import build_migration_dag
 
-HISTORY_TASKS = ["history.dag_runs", "history.xcoms", "history.task_logs", "history.validate"]
+HISTORY_TASKS = ["history.dag_runs", "history.artifacts", "history.validate"]
 
 
 def test_dag_runs_is_directly_upstream_of_every_task_it_may_skip():
     dag = build_migration_dag()
     runs = dag.get_task("history.dag_runs")
     assert set(runs.children) == set(HISTORY_TASKS[1:]) <= runs.downstream_task_ids
-    assert runs.artifact_children == {"history.xcoms", "history.task_logs"}
+    assert runs.artifact_children == {"history.artifacts"}
 
 
 def test_each_per_dag_task_follows_every_earlier_one_and_the_end_waits_for_all():
@@ -26,7 +26,7 @@ def test_each_per_dag_task_follows_every_earlier_one_and_the_end_waits_for_all()
 
 def test_the_copy_tasks_know_their_order_for_the_sync_marker():
     dag = build_migration_dag()
-    copies = HISTORY_TASKS[:3]
+    copies = HISTORY_TASKS[:2]
     for position, task_id in enumerate(copies):
         task = dag.get_task(task_id)
         assert (task.earlier, task.later) == (copies[:position], copies[position + 1:]), task_id
@@ -39,7 +39,7 @@ def test_the_start_is_directly_upstream_of_every_task_its_guard_may_skip():
     skippable = {"settings.pools", "settings.variables", "settings.connections", "settings.environment",
                  "validate_settings", "cutover_pause_source", "cutover_unpause_target",
                  # the history's later tasks, through the group's input, before the group expands
-                 "history.xcoms", "history.task_logs", "history.validate"}
+                 "history.artifacts", "history.validate"}
     assert set(guard.children) == skippable <= guard.downstream_task_ids
     runs = dag.get_task("history.dag_runs")
     for task_id in runs.children:  # both skip them on the same condition
@@ -82,7 +82,7 @@ def test_every_order_holds_without_the_tasks_that_may_be_skipped_before_they_sta
     one that comes first must still come first by edges that avoid every other such task."""
     for dag in (build_migration_dag(), build_migration_dag("starship_sync", sync=True)):
         skippable = set(dag.get_task("start").children) | set(dag.get_task("history.dag_runs").children)
-        assert len(skippable) == 10
+        assert len(skippable) == 9
         for first in dag.task_ids:
             for later in _reaches(dag, first, set()):
                 kept = _reaches(dag, first, skippable - {first, later})

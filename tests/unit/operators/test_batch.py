@@ -140,31 +140,30 @@ BROKEN = [{"dag_id": "other", "failed": 0},
 
 
 @pytest.mark.parametrize("task, skipped, summaries, own_failure, stored", [
-    ("h.dag_runs", ["h.xcoms", "h.task_logs"], {}, False, True),  # the last copy task that runs
-    ("h.dag_runs", ["h.task_logs"], {}, False, False),  # the XCom task runs after it and stores it
-    ("h.dag_runs", ["h.xcoms", "h.task_logs"], {}, True, False),  # its own retry history failed
-    ("h.task_logs", ["h.xcoms"], {"h.dag_runs": CLEAN}, False, True),
-    ("h.task_logs", [], {"h.dag_runs": CLEAN, "h.xcoms": CLEAN}, False, True),
-    ("h.task_logs", [], {"h.dag_runs": CLEAN}, False, False),  # the XCom task left no summary (killed)
-    ("h.task_logs", ["h.xcoms"], {"h.dag_runs": BROKEN}, False, False),  # a part of dag_runs failed
+    ("h.dag_runs", ["h.artifacts"], {}, False, True),  # the last copy task that runs
+    ("h.dag_runs", [], {}, False, False),  # the artifacts task runs after it and stores it
+    ("h.dag_runs", ["h.artifacts"], {}, True, False),  # its own retry history failed
+    ("h.artifacts", [], {"h.dag_runs": CLEAN}, False, True),
+    ("h.artifacts", [], {}, False, False),  # dag_runs left no summary (killed)
+    ("h.artifacts", [], {"h.dag_runs": BROKEN}, False, False),  # a part of dag_runs failed
 ])
 def test_the_last_copy_task_that_runs_stores_the_marker_when_all_went_well(monkeypatch, task, skipped, summaries,
                                                                           own_failure, stored):
     from starship_dags import sync_state
+    from starship_dags.operators.artifacts import ArtifactsMigrationOperator
     from starship_dags.operators.dag_runs import DagRunsMigrationOperator
-    from starship_dags.operators.task_logs import TaskLogsMigrationOperator
 
     writes = []
     monkeypatch.setattr(sync_state, "write_marker", lambda hook, dag_id, marker: writes.append((dag_id, marker)))
-    chain = ["h.dag_runs", "h.xcoms", "h.task_logs"]
+    chain = ["h.dag_runs", "h.artifacts"]
     position = chain.index(task)
     order = {"earlier": chain[:position], "later": chain[position + 1:]}
     plan = DagPlan("d", marker={"m": 1}, skipped_tasks=skipped)
     if task == "h.dag_runs":
         op = DagRunsMigrationOperator(task_id=task, source_dags=[{"dag_id": "d"}], **order)
     else:
-        op = TaskLogsMigrationOperator(task_id=task, source_dags=[{"dag_id": "d"}], plans={"plans": {"d": plan.pushed()}},
-                                       **order)
+        op = ArtifactsMigrationOperator(task_id=task, source_dags=[{"dag_id": "d"}],
+                                        plans={"plans": {"d": plan.pushed()}}, **order)
     op.source_dag, op.plan = {"dag_id": "d"}, plan
     op.__dict__["target_hook"] = None
     summary = Summary(resource="x")

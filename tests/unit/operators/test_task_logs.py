@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 
-from starship_dags.exceptions import (
-    StarshipConflictError,
-)
+from starship_dags.exceptions import StarshipConflictError
 from starship_dags.operators.task_logs import _same_stream
 from starship_dags.report import Summary
 
@@ -21,19 +19,16 @@ def test_streamed_comparison():
 
 def test_a_source_without_any_log_route_gives_one_clear_line(mocker):
     from starship_dags.exceptions import StarshipPermissionError
-    from starship_dags.operators.task_logs import TaskLogsMigrationOperator
+    from starship_dags.operators.task_logs import LogCopier
+    from tests.unit.operators.test_artifacts import artifacts_task
 
-    operator = TaskLogsMigrationOperator(task_id="task_logs", source_dags=[{"dag_id": "d"}], plans={"plans": {}})
-    operator.source_dag = {"dag_id": "d"}
-    source, target = mocker.MagicMock(), mocker.MagicMock()
-    source.airflow_major, target.airflow_major = 2, 2
+    op, source, target = artifacts_task(mocker, kinds=["task_logs"])
     source.open_task_log.side_effect = StarshipConflictError(
         "starship_source", "GET", "/api/starship/task_log", 409, "Task logs are only supported on Astronomer environments.")
     source.open_rest_log.side_effect = StarshipPermissionError("starship_source", "GET", "/api/v1/…/logs/1", 403, "no")
-    operator.__dict__.update(source_hook=source, target_hook=target)
     summary = Summary(resource="task_logs", dag_id="d")
     first = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1}
-    assert operator.prepare(summary, first) is False
+    assert LogCopier(op, summary).prepare(first) is False
     assert summary.failed == 0
     assert len(summary.notes) == 1 and summary.notes[0].startswith("logs unavailable: Starship /task_log refused")
     assert "403" in summary.notes[0]
@@ -51,21 +46,3 @@ def test_a_log_is_asked_for_only_where_a_try_ran():
     # a task that raised AirflowSkipException ran on a worker: its log is there
     assert tries_with_a_log({"try_number": 1, "state": "skipped", "hostname": "w1"}) == 1
     assert tries_with_a_log({"try_number": 1, "state": "failed", "start_date": None, "hostname": ""}) == 0
-
-
-def test_threads_come_from_the_connections_extras(mocker):
-    from starship_dags.operators.task_logs import TaskLogsMigrationOperator
-
-    def task(source_extra, target_extra, given=None):
-        op = TaskLogsMigrationOperator(task_id="task_logs", source_dags=[], plans=None, concurrency=given)
-        source, target = mocker.MagicMock(), mocker.MagicMock()
-        source.number.side_effect = lambda arg, key, default: source_extra
-        target.number.side_effect = lambda arg, key, default: target_extra
-        op.__dict__.update(source_hook=source, target_hook=target)
-        return op.concurrency
-
-    from starship_dags.operators.per_task_instance import DEFAULT_CONCURRENCY
-
-    assert task(0, 0) == DEFAULT_CONCURRENCY  # neither sets it
-    assert task(0, 12) == 12 and task(6, 12) == 6  # the smaller of those set
-    assert task(6, 12, given=2) == 2

@@ -12,34 +12,33 @@ def test_values_compare_as_json_and_non_json_is_marked():
 
 
 def _xcom_task(mocker, listing):
-    """The XCom task on DAG d with runs r1 and r2 planned, the source listing ``listing`` (or raising it)."""
-    from starship_dags.operators.xcoms import XComsMigrationOperator
-    from starship_dags.plan import DagPlan
+    """The artifacts task with XComs only, on DAG d with runs r1 and r2 planned, the source listing
+    ``listing`` (or raising it)."""
+    from tests.unit.operators.test_artifacts import artifacts_task
 
-    op = XComsMigrationOperator(task_id="xcoms", source_dags=[{"dag_id": "d"}], plans={"plans": {}}, concurrency=2)
-    op.source_dag = {"dag_id": "d"}
-    op.plan = DagPlan("d", idle=False, artifact_run_ids=["r1", "r2"], source_total=2)
-    source, target = mocker.MagicMock(), mocker.MagicMock()
-    source.airflow_major, target.airflow_major, source.serves_xcoms = 2, 2, True
-    for hook in (source, target):
-        hook.request_count = hook.api_calls = hook.write_count = 0
-        hook.sibling.side_effect = (lambda same: lambda **_: same)(hook)
+    op, source, target = artifacts_task(mocker, kinds=["xcoms"])
+    source.serves_xcoms = True
     if isinstance(listing, Exception):
         source.xcom_entries.side_effect = listing
     else:
         source.xcom_entries.return_value = listing
     target.xcom_entries.return_value = {}
     source.read_xcoms.side_effect = lambda *ti, keys=None: {k: b'"v"' for k in keys or ["return_value"]}
-    op.__dict__.update(source_hook=source, target_hook=target)
     return op, source, target
 
 
-def test_only_the_task_instances_a_listing_found_are_read_and_written(mocker):
+def _copy(op):
+    from starship_dags.operators.xcoms import XComCopier
     from starship_dags.report import Summary
 
-    op, source, target = _xcom_task(mocker, {("r1", "a", -1): ["return_value", "second"], ("r2", "b", 3): ["x"]})
     summary = Summary(resource="xcoms", dag_id="d")
-    op.copy_all(summary)
+    op.run_jobs([XComCopier(op, summary)])
+    return summary
+
+
+def test_only_the_task_instances_a_listing_found_are_read_and_written(mocker):
+    op, source, target = _xcom_task(mocker, {("r1", "a", -1): ["return_value", "second"], ("r2", "b", 3): ["x"]})
+    summary = _copy(op)
     assert sorted(call.args for call in source.read_xcoms.call_args_list) == [("d", "r1", "a", -1), ("d", "r2", "b", 3)]
     assert not source.get_task_instances.called  # no task instance read, none probed
     assert not target.get_xcoms.called  # the target listed none: nothing to compare
@@ -49,13 +48,10 @@ def test_only_the_task_instances_a_listing_found_are_read_and_written(mocker):
 
 def test_where_the_rest_api_cannot_list_every_finished_task_instance_is_asked(mocker):
     from starship_dags.exceptions import StarshipPermissionError
-    from starship_dags.report import Summary
-
     op, source, target = _xcom_task(mocker, StarshipPermissionError("s", "GET", "/api/v1/…/xcomEntries", 403, "no"))
     source.get_task_instances.return_value = {"dag_run_count": 2, "task_instances": [
         {"dag_id": "d", "run_id": r, "task_id": "t", "map_index": -1, "state": "success"} for r in ("r1", "r2")]}
     target.get_xcoms.return_value = []
-    summary = Summary(resource="xcoms", dag_id="d")
-    op.copy_all(summary)
+    summary = _copy(op)
     assert source.read_xcoms.call_count == 2 and target.get_xcoms.call_count == 2  # one probe per task instance
     assert summary.created == 2 and "XComs not listed (no)" in summary.notes[0]
