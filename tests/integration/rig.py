@@ -457,6 +457,14 @@ class AirflowServer:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
+    def requests_seen(self) -> int:
+        """Requests an Airflow 2 webserver has answered so far (its access log has a line each)."""
+        path = self.home / "access.log"
+        if not path.exists():
+            return 0
+        with path.open("rb") as lines:
+            return sum(1 for _ in lines)
+
     def login_count(self) -> int:
         """Successful and failed POSTs to /login/ seen by an Airflow 2 webserver."""
         path = self.home / "access.log"
