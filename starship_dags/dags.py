@@ -22,6 +22,7 @@ from starship_dags.operators.artifacts import ArtifactsMigrationOperator
 from starship_dags.operators.dag_runs import DagRunsMigrationOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.report import MigrationReportOperator
+from starship_dags.operators.reset import ResetTargetOperator
 from starship_dags.operators.start import HISTORY_TASKS, DiscoverDagsOperator
 from starship_dags.operators.validation import HistoryValidationOperator, SettingsValidationOperator
 from starship_dags.operators.variables import VariablesMigrationOperator
@@ -35,6 +36,7 @@ HISTORY = "dag_history"
 RESOURCES = [*KEYED_RESOURCES, HISTORY, *ARTIFACT_KINDS]
 MIGRATION_DAG_ID = "starship_migration"
 SYNC_DAG_ID = "starship_sync"
+RESET_DAG_ID = "starship_reset_target"
 #: The scheduled sync's default schedule; ``STARSHIP_SYNC_SCHEDULE`` (a cron expression) changes it.
 SYNC_SCHEDULE = "*/30 * * * *"
 
@@ -65,6 +67,8 @@ in the target, so the target connection usually points at this Airflow itself.
   source serves them (Astronomer environments), otherwise through the source's REST API. Into
   Airflow 3 they are written as files where the target's log reader looks, so this DAG must run
   in the target.
+* *notes* (resource): the notes of the migrated runs and task instances (the target shows the
+  connection's user as their author).
 * *Full comparison*: ignore the incremental-sync markers and compare every run and task
   instance with the target (an unchanged DAG otherwise costs one request to the source).
 * *Validate counts*: after copying, count runs and task instances per DAG, and pools, variables
@@ -310,4 +314,45 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         # The group's last task may be skipped while the others still run: wait for every one.
         per_dag_tasks >> unpause
         [settings, validate_settings, *per_dag_tasks] >> report
+    return dag
+
+
+RESET_DOC_MD = """
+### Reset DAGs on the target
+
+Deletes the history of the DAGs named (runs, task instances, retry history, XComs, notes, the log
+files under this Airflow's log folder, and the sync markers) from **this Airflow, the target**, so
+that the next `starship_migration` copies them whole. The source is only read. Type the DAG ids
+twice; a *Dry run* (the default) counts what would be deleted. A DAG unpaused here with runs the
+migration did not make is refused unless *Delete the target's own runs too* is on.
+"""
+
+
+def build_reset_dag(dag_id: str = RESET_DAG_ID, **dag_kwargs: Any) -> DAG:
+    """``starship_reset_target``: start over for some DAGs on the target."""
+    dag_kwargs.setdefault("schedule", None)
+    dag_kwargs.setdefault("start_date", pendulum.datetime(2024, 1, 1, tz="UTC"))
+    dag_kwargs.setdefault("catchup", False)
+    dag_kwargs.setdefault("tags", ["migration", "starship"])
+    params = {
+        "dag_ids": Param([], type="array", items={"type": "string"}, minItems=1, title="DAG ids",
+                         description="Whose history to delete from this Airflow (the target)."),
+        "confirm_dag_ids": Param([], type="array", items={"type": "string"}, title="DAG ids, again",
+                                 description="The same DAG ids once more: nothing is deleted unless both lists agree."),
+        "dry_run": Param(True, type="boolean", title="Dry run", description="Count what would be deleted; delete nothing."),
+        "allow_target_runs": Param(False, type="boolean", title="Delete the target's own runs too",
+                                   description="Also reset a DAG that is unpaused here and has runs the migration did "
+                                   "not make; those are deleted with the rest."),
+        "source_conn_id": Param("starship_source", type="string", minLength=1, title="Source connection id",
+                                description="Read only: the source's runs tell the migrated runs from this Airflow's own."),
+        "target_conn_id": Param("starship_target", type="string", minLength=1, title="Target connection id",
+                                description="This Airflow, where the history is deleted."),
+    }
+    with DAG(dag_id, params=params, render_template_as_native_obj=True, max_active_runs=1, doc_md=RESET_DOC_MD,
+             default_args={"retries": 0}, **dag_kwargs) as dag:
+        ResetTargetOperator(
+            task_id="reset", dag_ids="{{ params.dag_ids }}", confirm_dag_ids="{{ params.confirm_dag_ids }}",
+            allow_target_runs="{{ params.allow_target_runs }}", dry_run="{{ params.dry_run }}",
+            source_conn_id="{{ params.source_conn_id }}", target_conn_id="{{ params.target_conn_id }}",
+        )
     return dag

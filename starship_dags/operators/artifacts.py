@@ -1,8 +1,9 @@
-"""``artifacts``: the XComs and every try's log of a DAG's planned runs, in one task per batch.
+"""``artifacts``: the XComs, every try's log and the notes of a DAG's planned runs, in one task per batch.
 
 One task, not one per kind: each task costs the target a process start and a scheduling round,
-and in one task the XComs and the logs are copied side by side by the same threads. Each kind is a
-:class:`Copier` (:mod:`~starship_dags.operators.xcoms`, :mod:`~starship_dags.operators.task_logs`)
+and in one task the kinds are copied side by side by the same threads. Each kind is a
+:class:`Copier` (:mod:`~starship_dags.operators.xcoms`, :mod:`~starship_dags.operators.task_logs`,
+:mod:`~starship_dags.operators.notes`)
 with a summary of its own (the report shows both as rows of their own); the task's threads take
 their jobs in turn. Jobs are made as the source's pages come in: at most IN_FLIGHT_PER_THREAD per
 thread are read and waiting, never the DAG's whole list, so memory stays flat however many task
@@ -36,7 +37,7 @@ FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed
 DEFAULT_CONCURRENCY = 4
 PROGRESS_EVERY = 500
 IN_FLIGHT_PER_THREAD = 8  # jobs read from the source and waiting, per copying thread
-KINDS = ("xcoms", "task_logs")
+KINDS = ("xcoms", "task_logs", "notes")
 
 
 def ti_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
@@ -95,7 +96,7 @@ class Copier:
 
 
 class ArtifactsMigrationOperator(PlannedOperator):
-    """The XComs and logs (``kinds``: those selected) of every finished task instance of the planned runs.
+    """The XComs, logs and notes (``kinds``: those selected) of the planned runs and their task instances.
 
     :param concurrency: threads; default: the smaller ``extra.concurrency`` of the two connections
         that set one, else DEFAULT_CONCURRENCY.
@@ -128,10 +129,11 @@ class ArtifactsMigrationOperator(PlannedOperator):
         return super().start_dag(spec)
 
     def copiers(self, summary: Summary) -> list[Copier]:
+        from starship_dags.operators.notes import NoteCopier
         from starship_dags.operators.task_logs import LogCopier
         from starship_dags.operators.xcoms import XComCopier
 
-        kinds = {"xcoms": XComCopier, "task_logs": LogCopier}
+        kinds = {"xcoms": XComCopier, "task_logs": LogCopier, "notes": NoteCopier}
         made = []
         for number, kind in enumerate(self.selected):
             own = summary

@@ -23,7 +23,7 @@ from starship_dags.operators.base import as_bool, as_name_list
 from starship_dags.operators.guard import ActiveRunGuardOperator
 
 #: DAG ids of this package's own DAGs: never migrated.
-MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync"})
+MIGRATION_DAG_IDS = frozenset({"starship_migration", "starship_sync", "starship_reset_target"})
 #: Default number of history tasks: the DAGs are spread over this many, which copy side by side.
 HISTORY_TASKS = 4
 #: What a DAG weighs when the DAGs are dealt out, counted in rows copied (:func:`dag_weight`): each

@@ -16,7 +16,8 @@ from starship_dags.versions import TARGETS
 from tests.integration import rig
 
 FOLDERS = {"dags": rig.ROOT / "dags", "astro/dags": rig.ROOT / "astro" / "dags"}
-SHIPPED = {"starship_migration", "starship_sync"}
+MIGRATION_DAGS = {"starship_migration", "starship_sync"}
+SHIPPED = {*MIGRATION_DAGS, "starship_reset_target"}
 
 PARSE = r"""
 import importlib, json, pkgutil, sys
@@ -48,7 +49,7 @@ print("RESULT " + json.dumps({"bags": found, "modules": modules}))
 
 
 def test_astro_dags_are_the_shipped_dags():
-    for name in ("starship_migration.py", "starship_sync.py"):
+    for name in ("starship_migration.py", "starship_sync.py", "starship_reset_target.py"):
         assert (FOLDERS["astro/dags"] / name).read_text() == (FOLDERS["dags"] / name).read_text(), name
 
 
@@ -74,7 +75,7 @@ def test_dagbag_imports_offline(envs, version, tmp_path):
         bag = found[str(folder)]
         assert bag["errors"] == {}, f"{label} on Airflow {version}: {bag['errors']}"
         assert set(bag["dags"]) == SHIPPED, bag["dags"]
-        for dag_id in SHIPPED:
+        for dag_id in MIGRATION_DAGS:
             tasks = bag["tasks"][dag_id]
             assert {"start", "report", "history.dag_runs", "history.validate",
                     "validate_settings", "settings.environment"} <= set(tasks), tasks
@@ -82,3 +83,4 @@ def test_dagbag_imports_offline(envs, version, tmp_path):
         assert "cutover_pause_source" in bag["tasks"]["starship_migration"]
         assert bag["schedules"]["starship_sync"] != "NullTimetable"
         assert bag["schedules"]["starship_migration"] == "NullTimetable"
+        assert bag["tasks"]["starship_reset_target"] == ["reset"]
