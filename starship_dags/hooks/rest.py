@@ -202,16 +202,16 @@ class RestRoutes:
     def set_run_note(self, dag_id: str, run_id: str, note: str | None) -> None:
         route = f"dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
         item = f"note of run {dag_id}/{run_id}"
-        if self.airflow_major < 3:
-            self._rest("PATCH", f"{route}/setNote", json={"note": note}, item=item)
+        if self.airflow_major < 3:  # Airflow 2 takes no null: an empty note is none
+            self._rest("PATCH", f"{route}/setNote", json={"note": note or ""}, item=item)
         else:
             self._rest("PATCH", route, params={"update_mask": "note"}, json={"note": note}, item=item)
 
     def set_task_instance_note(self, dag_id: str, run_id: str, task_id: str, map_index: int, note: str | None) -> None:
         route = self.rest_ti_route(dag_id, run_id, task_id) + (f"/{int(map_index)}" if map_index >= 0 else "")
         item = f"note of {describe_ti(ti_params(dag_id, run_id, task_id, map_index))}"
-        if self.airflow_major < 3:
-            self._rest("PATCH", f"{route}/setNote", json={"note": note}, item=item)
+        if self.airflow_major < 3:  # Airflow 2 takes no null: an empty note is none
+            self._rest("PATCH", f"{route}/setNote", json={"note": note or ""}, item=item)
         else:
             self._rest("PATCH", route, params={"update_mask": "note"}, json={"note": note}, item=item)
 

@@ -44,7 +44,8 @@ def source(envs):
 @pytest.fixture(scope="session", params=["2.11", "3.3"], ids=["target-af2.11", "target-af3.3"])
 def target(request, envs):
     server = rig.AirflowServer(f"target{request.param}", envs[request.param],
-                               dags=[rig.MIGRATION_DAG, rig.HISTORY_DAGS], astro_logs=True).start()
+                               dags=[rig.MIGRATION_DAG, rig.RESET_TARGET_DAG, rig.HISTORY_DAGS],
+                               astro_logs=True).start()
     server.cli("dags", "reserialize")  # the target knows (Airflow 3: has versions of) the source's DAGs
     yield server
     server.stop()

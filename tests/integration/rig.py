@@ -75,6 +75,7 @@ VIEWER_USER = "viewer"  # Airflow 2: may log in but not read the configuration, 
 VIEWER_PASSWORD = "V1ewer-pw-0c8d2e"
 MIGRATION_DAG = ROOT / "dags" / "starship_migration.py"
 SYNC_DAG = ROOT / "dags" / "starship_sync.py"
+RESET_TARGET_DAG = ROOT / "dags" / "starship_reset_target.py"
 ASTRO_LOG_MOUNT = Path("/usr/local/airflow/logs")  # where Starship's /task_log reads and writes
 HISTORY_DAGS = ROOT / "tests" / "integration" / "source_dags" / "history_dags.py"
 
