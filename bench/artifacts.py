@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 
 import requests
 
+from bench.ceiling import ThreadSessions
 from tests.integration import rig
 
 PREFIX = "bench_art_"
@@ -113,23 +113,12 @@ class CeilingResult:
     requests: int
 
 
-class _Copier:
+class _Copier(ThreadSessions):
     """K threads, each with its own sessions, sharing one login per server (logins are rate limited)."""
 
     def __init__(self, source: rig.AirflowServer, target: rig.AirflowServer) -> None:
-        self.source_url, self.target_url = source.url, target.url
-        self.source_cookies = source.client().session.cookies
-        self.target_cookies = target.client().session.cookies
-        self.local = threading.local()
-        self.lock = threading.Lock()
-        self.xcoms = self.logs = self.bytes = self.requests = 0
-
-    def sessions(self) -> tuple[requests.Session, requests.Session]:
-        if not hasattr(self.local, "source"):
-            self.local.source, self.local.target = requests.Session(), requests.Session()
-            self.local.source.cookies.update(self.source_cookies)
-            self.local.target.cookies.update(self.target_cookies)
-        return self.local.source, self.local.target
+        super().__init__(source, target)
+        self.xcoms = self.logs = self.bytes = 0
 
     def _get(self, session: requests.Session, url: str, **params: Any) -> requests.Response:
         answer = session.get(url, params=params, timeout=600, allow_redirects=False)

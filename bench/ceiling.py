@@ -58,16 +58,17 @@ def _batches(items: list[dict], key: str) -> list[bytes]:
     return bodies
 
 
-class _Copier:
-    def __init__(self, source: rig.AirflowServer, target: rig.AirflowServer, lean: bool) -> None:
-        self.lean = lean
-        # one login per server, its cookie shared by every thread's session (logins are rate limited)
+class ThreadSessions:
+    """A raw client's HTTP sessions: one per thread and server, sharing one login per server (its
+    cookie: Airflow 2 rate-limits logins)."""
+
+    def __init__(self, source: rig.AirflowServer, target: rig.AirflowServer) -> None:
         self.source_cookies = source.client().session.cookies
         self.target_cookies = target.client().session.cookies
         self.source_url, self.target_url = source.url, target.url
         self.local = threading.local()
         self.lock = threading.Lock()
-        self.rows = self.requests = 0
+        self.requests = 0
 
     def sessions(self) -> tuple[requests.Session, requests.Session]:
         if not hasattr(self.local, "source"):
@@ -75,6 +76,13 @@ class _Copier:
             self.local.source.cookies.update(self.source_cookies)
             self.local.target.cookies.update(self.target_cookies)
         return self.local.source, self.local.target
+
+
+class _Copier(ThreadSessions):
+    def __init__(self, source: rig.AirflowServer, target: rig.AirflowServer, lean: bool) -> None:
+        super().__init__(source, target)
+        self.lean = lean
+        self.rows = 0
 
     def copy_dag(self, dag_id: str) -> None:
         source, target = self.sessions()
