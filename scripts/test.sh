@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, then integration tests against real Airflow 2.11 and 3.3 servers.
+# Runs every test: unit tests, then integration tests against real Airflow servers (the declared version matrix).
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -q).
 source "$(dirname "$0")/bootstrap.sh"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -2,9 +2,8 @@
 
 One task, not one per kind: each task costs the target a process start and a scheduling round,
 and in one task the kinds are copied side by side by the same threads. Each kind is a
-:class:`Copier` (:mod:`~starship_dags.operators.xcoms`, :mod:`~starship_dags.operators.task_logs`,
-:mod:`~starship_dags.operators.notes`)
-with a summary of its own (the report shows both as rows of their own); the task's threads take
+:class:`~starship_dags.operators.copier.Copier` (:mod:`~starship_dags.operators.xcoms`,
+:mod:`~starship_dags.operators.task_logs`, :mod:`~starship_dags.operators.notes`) with a summary of its own (the report shows both as rows of their own); the task's threads take
 their jobs in turn. Jobs are made as the source's pages come in: at most IN_FLIGHT_PER_THREAD per
 thread are read and waiting, never the DAG's whole list, so memory stays flat however many task
 instances the DAG has. Each thread has its own pair of hooks (a hook's HTTP session and retry state
@@ -16,83 +15,25 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starship_dags.exceptions import StarshipError
-from starship_dags.operators.base import as_name_list, resolve_conflict
+from starship_dags.operators.base import as_name_list
 from starship_dags.operators.batch import PlannedOperator
-from starship_dags.operators.rows import source_task_instances
+from starship_dags.operators.copier import Copier, ti_name
+from starship_dags.operators.notes import NoteCopier
+from starship_dags.operators.task_logs import LogCopier
+from starship_dags.operators.xcoms import XComCopier
 from starship_dags.report import Summary
 
-if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
-    from starship_dags.hooks.starship import StarshipHook
-
-#: Task instance states whose XComs and logs are final.
-FINISHED_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 #: Threads per task: the benchmark's artifact phase on 2 cores copied as fast with 4 as with 8
 #: (docs/benchmark.md); ``extra.concurrency`` of a connection sets another number.
 DEFAULT_CONCURRENCY = 4
 PROGRESS_EVERY = 500
 IN_FLIGHT_PER_THREAD = 8  # jobs read from the source and waiting, per copying thread
 KINDS = ("xcoms", "task_logs", "notes")
-
-
-def ti_key(row: dict[str, Any]) -> tuple[str, str, str, int]:
-    """``(dag_id, run_id, task_id, map_index)``: the arguments of the hook's per-task-instance calls."""
-    return row["dag_id"], row["run_id"], row["task_id"], int(row.get("map_index", -1))
-
-
-def ti_name(row: dict[str, Any]) -> str:
-    index = int(row.get("map_index", -1))
-    return f"{row['dag_id']}/{row['run_id']}/{row['task_id']}" + (f"[{index}]" if index >= 0 else "")
-
-
-class Copier:
-    """One kind of artifact of the DAG the task works on. ``summary`` is the kind's own."""
-
-    resource = "artifact"
-
-    def __init__(self, op: ArtifactsMigrationOperator, summary: Summary, *, part: bool = False) -> None:
-        self.op, self.summary = op, summary
-        self.part = part  # a part of the task's summary counts its own requests (the rest are the main one's)
-        self.log = op.log
-
-    def jobs(self) -> Iterator[dict[str, Any]]:
-        """What to copy, one task instance each, as the source's pages come in."""
-        raise NotImplementedError
-
-    def prepare(self, first: dict[str, Any]) -> bool:
-        """Decide source and target paths once, before the threads start; False: nothing can be copied."""
-        return True
-
-    def copy_one(self, row: dict[str, Any], source: StarshipHook, target: StarshipHook) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """After the last job (notes that sum up)."""
-
-    def add(self, outcome: str, name: str, reason: str | None = None) -> None:
-        with self.op.lock:
-            self.summary.add(outcome, name, reason)
-
-    def must_replace(self, name: str, same: bool, differs: str) -> bool:
-        """For an item already on the target: count it (unchanged, skipped, failed) or say it must be
-        replaced, by the conflict policy (see ``resolve_conflict``)."""
-        outcome, reason = resolve_conflict(self.op.conflict_policy, same, differs)
-        if outcome == "replace":
-            return True
-        self.add(outcome, name, reason)
-        return False
-
-    def finished_task_instances(self) -> Iterator[dict[str, Any]]:
-        """The source's finished task instances of the planned runs, as its pages come in."""
-        op, plan = self.op, self.op.plan
-        rows = source_task_instances(op.source_hook, op.dag_to_migrate, set(plan.artifact_run_ids),
-                                     estimate=op.ti_page_estimate(), depth=plan.scan_runs, total=plan.source_total)
-        return (row for row in rows if row.get("state") in FINISHED_TI_STATES)
 
 
 class ArtifactsMigrationOperator(PlannedOperator):
@@ -129,10 +70,6 @@ class ArtifactsMigrationOperator(PlannedOperator):
         return super().start_dag(spec)
 
     def copiers(self, summary: Summary) -> list[Copier]:
-        from starship_dags.operators.notes import NoteCopier
-        from starship_dags.operators.task_logs import LogCopier
-        from starship_dags.operators.xcoms import XComCopier
-
         kinds = {"xcoms": XComCopier, "task_logs": LogCopier, "notes": NoteCopier}
         made = []
         for number, kind in enumerate(self.selected):
@@ -140,7 +77,7 @@ class ArtifactsMigrationOperator(PlannedOperator):
             if number:  # a part of the main summary: its own counts, requests and notes
                 own = Summary(resource=kind, dag_id=self.summary_dag_id(), dry_run=summary.dry_run)
                 self.parts.append(own)
-            made.append(kinds[kind](self, own, part=bool(number)))
+            made.append(kinds[kind](self, own, self.lock, part=bool(number)))
         return made
 
     def migrate(self, summary: Summary, context: Any) -> None:
@@ -218,4 +155,4 @@ class ArtifactsMigrationOperator(PlannedOperator):
                         setattr(copier.summary, name, getattr(copier.summary, name) + now - was)
 
 
-__all__ = ["ArtifactsMigrationOperator", "Copier", "ti_key", "ti_name"]
+__all__ = ["ArtifactsMigrationOperator"]

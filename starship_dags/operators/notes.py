@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from starship_dags.operators.artifacts import Copier
+from starship_dags.operators.copier import Copier
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook

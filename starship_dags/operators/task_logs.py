@@ -29,7 +29,7 @@ from starship_dags.exceptions import (
     StarshipPayloadTooLargeError,
     StarshipServerError,
 )
-from starship_dags.operators.artifacts import Copier, ti_key, ti_name
+from starship_dags.operators.copier import Copier, ti_key, ti_name
 from starship_dags.translate import parse_datetime
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
@@ -140,7 +140,7 @@ class LogCopier(Copier):
                     continue
                 self.write_one(target, row, try_number, name, spool)
             if self._unshown is not None and try_number < int(row.get("try_number") or 0):
-                with self.op.lock:
+                with self.lock:
                     self._unshown.append(name)
 
     # -- writing
@@ -243,7 +243,7 @@ class LogCopier(Copier):
 
     def local_path(self, target: StarshipHook, row: dict[str, Any], try_number: int) -> Path | Any | None:
         """Where the target reads this log; None when the template cannot tell map indexes apart."""
-        with self.op.lock:
+        with self.lock:
             if self._template is None:
                 self._template = self._reading_template(target, row)
             if int(row.get("map_index", -1)) >= 0 and "map_index" not in self._template:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from starship_dags.exceptions import StarshipError, StarshipRateLimitedError, StarshipTLSError, StarshipTransportError
-from starship_dags.operators.artifacts import Copier, ti_key, ti_name
+from starship_dags.operators.copier import Copier, ti_key, ti_name
 
 if TYPE_CHECKING:  # the hook module imports the HTTP provider (and aiohttp): not at DAG parse time
     from starship_dags.hooks.starship import StarshipHook

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from starship_dags.operators.artifacts import ArtifactsMigrationOperator, Copier
+from starship_dags.operators.artifacts import ArtifactsMigrationOperator
+from starship_dags.operators.copier import Copier
 from starship_dags.plan import DagPlan
 
 
@@ -52,7 +53,7 @@ def test_task_instances_are_copied_as_the_source_pages_come_in(mocker):
     source.get_task_instances.side_effect = page
     from starship_dags.report import Summary
 
-    op.run_jobs([Recording(op, Summary(resource="task_logs", dag_id="d"))])
+    op.run_jobs([Recording(op, Summary(resource="task_logs", dag_id="d"), op.lock)])
     reads = [i for i, (kind, _) in enumerate(events) if kind == "read"]
     copied = [what for kind, what in events if kind == "copy"]
     assert len(reads) >= 2

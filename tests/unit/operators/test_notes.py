@@ -16,7 +16,7 @@ def _copy(mocker, source_notes, target_notes, policy="skip", existing=("r1",)):
     source.run_notes.return_value, source.task_instance_notes.return_value = source_notes
     target.run_notes.return_value, target.task_instance_notes.return_value = target_notes
     summary = Summary(resource="notes", dag_id="d")
-    op.run_jobs([NoteCopier(op, summary)])
+    op.run_jobs([NoteCopier(op, summary, op.lock)])
     return summary, source, target
 
 

@@ -28,7 +28,7 @@ def test_a_source_without_any_log_route_gives_one_clear_line(mocker):
     source.open_rest_log.side_effect = StarshipPermissionError("starship_source", "GET", "/api/v1/…/logs/1", 403, "no")
     summary = Summary(resource="task_logs", dag_id="d")
     first = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1}
-    assert LogCopier(op, summary).prepare(first) is False
+    assert LogCopier(op, summary, op.lock).prepare(first) is False
     assert summary.failed == 0
     assert len(summary.notes) == 1 and summary.notes[0].startswith("logs unavailable: Starship /task_log refused")
     assert "403" in summary.notes[0]

@@ -32,7 +32,7 @@ def _copy(op):
     from starship_dags.report import Summary
 
     summary = Summary(resource="xcoms", dag_id="d")
-    op.run_jobs([XComCopier(op, summary)])
+    op.run_jobs([XComCopier(op, summary, op.lock)])
     return summary
 
 
