@@ -196,7 +196,7 @@ def artifact_window(target: rig.AirflowServer, run_id: str) -> float:
     """Seconds from the first artifacts task's start to the last one's end, in one run of the DAG."""
     (seconds,), = target.sql(
         "SELECT EXTRACT(EPOCH FROM max(end_date) - min(start_date)) FROM task_instance "
-        "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.artifacts' "
+        "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.xcoms_logs_notes' "
         "AND state = 'success'", (run_id,))
     return round(float(seconds or 0), 1)
 

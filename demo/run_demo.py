@@ -149,9 +149,10 @@ class Demo:
         idle = rig.run_migration_dag(self.target, self.source, {}, dag_id="starship_sync")
         made = self.source.requests_seen() - seen
         dags = len({s["dag_id"] for s in idle.summaries.values() if s.get("dag_id")})
-        writes = sum(s["target_writes"] for s in idle.summaries.values())
+        written = {label: s["target_writes"] for label, s in idle.summaries.items() if s["target_writes"]}
+        writes = sum(written.values())
         self.say(f"  the sync again, nothing new: {made} requests to the source for {dags} DAGs (its access log), "
-                 f"{writes} writes to the target")
+                 f"{writes} writes to the target" + (f" {written}" if written else ""))
         self.check("the idle sync succeeded and wrote nothing", idle.run_state == "success" and writes == 0)
 
     # ------------------------------------------------------------------ helpers

@@ -252,8 +252,11 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
                 trigger_rule="none_failed_min_one_success",
             )
             pause >> runs
-            # XComs and logs in one task: a task start less per batch, and both copied side by side
-            copies = [ArtifactsMigrationOperator(task_id="artifacts", source_dags=source_dags, plans=runs.output,
+            # XComs, logs and notes in one task: a task start less per batch, all copied side by side.
+            # Its id sorts after "dag_runs": Airflow 2 looks at a pass's task instances in the order of
+            # their ids, so this one is expanded in the pass after dag_runs', while dag_runs runs, and
+            # dag_runs can mark it skipped at once when its DAGs are unchanged (see operators/skipping.py)
+            copies = [ArtifactsMigrationOperator(task_id="xcoms_logs_notes", source_dags=source_dags, plans=runs.output,
                                                  kinds=artifacts, enabled=any_artifact, **selection, **common)]
             check = HistoryValidationOperator(
                 task_id="validate", source_dags=source_dags, plans=runs.output,
@@ -279,7 +282,7 @@ def build_migration_dag(dag_id: str = MIGRATION_DAG_ID, *, sync: bool = False, *
         per_dag_tasks: list = []
         per_dag = history.expand(source_dags=start.output)
         expected["history.dag_runs"] = history_enabled  # with task instances and retry history
-        expected["history.artifacts"] = any_artifact
+        expected["history.xcoms_logs_notes"] = any_artifact
         expected["history.validate"] = validate_history
         unpause = CutoverUnpauseOperator(
             task_id="cutover_unpause_target", enabled=cutover, pause_task_id=pause.task_id,

@@ -2,7 +2,7 @@
 Airflow 2, ``/api/v2`` on Airflow 3, reached with the same login or token as Starship.
 
 Used where Starship does not serve something (XComs before 2.8 and on Airflow 3, logs outside
-Astronomer environments and on Airflow 3, notes), to list what exists without a request per task
+Astronomer environments and on Airflow 3, notes, changing a pool), to list what exists without a request per task
 instance, and for the DAG state the cutover and the guard read. Listings page by what each page
 held (servers cap ``limit`` at their ``maximum_page_limit``), and a listing whose pages do not add
 up to the total it announced raises :class:`IncompleteListing`.
@@ -214,6 +214,21 @@ class RestRoutes:
             self._rest("PATCH", f"{route}/setNote", json={"note": note or ""}, item=item)
         else:
             self._rest("PATCH", route, params={"update_mask": "note"}, json={"note": note}, item=item)
+
+    def update_pool(self, name: str, fields: dict[str, Any]) -> None:
+        """Change some fields of an existing pool in place (one PATCH; the others stay as they are)."""
+        route = f"pools/{quote(name, safe='')}"
+        if self.airflow_major < 3:  # Airflow 2 wants the name in the body and the mask comma-separated
+            self._rest("PATCH", route, params={"update_mask": ",".join(fields)}, json={"name": name, **fields},
+                       item=f"pool {name!r}")
+        else:  # Airflow 3: one update_mask parameter per field, the name as "pool"
+            self._rest("PATCH", route, params={"update_mask": list(fields)}, json={"pool": name, **fields},
+                       item=f"pool {name!r}")
+
+    @property
+    def default_pool_fields(self) -> frozenset[str]:
+        """What the REST API lets change on ``default_pool``: Airflow 3 refuses its description."""
+        return frozenset({"slots", "include_deferred"} | ({"description"} if self.airflow_major < 3 else set()))
 
     # ------------------------------------------------------------------ XComs, one task instance at a time
 

@@ -122,8 +122,8 @@ class StarshipHook(RestRoutes, AirflowHttpHook):
     def create_pool(self, pool: dict[str, Any]) -> dict[str, Any]:
         return self._starship("POST", "pools", json=pool, item=f"pool {pool.get('name')!r}")
 
-    def delete_pool(self, name: str) -> None:
-        self.request("DELETE", STARSHIP + "pools", params={"name": name}, item=f"pool {name!r}")
+    # No pool DELETE: Starship's (2.10.1) drops its ``name`` filter and deletes every pool of the
+    # server. A pool is changed in place through the REST API instead (``update_pool``).
 
     def get_variables(self) -> list[dict[str, Any]]:
         return self._starship("GET", "variables")

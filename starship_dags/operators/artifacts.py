@@ -50,7 +50,12 @@ class ArtifactsMigrationOperator(PlannedOperator):
         super().__init__(**kwargs)
         self.kinds = kinds
         self._concurrency = concurrency
-        self.lock = threading.Lock()
+
+    @cached_property
+    def lock(self) -> threading.Lock:
+        """The copiers' threads' lock, made when first used: an operator holding a lock cannot be
+        deep-copied, which Airflow 3.0's ``dags test`` does to every task."""
+        return threading.Lock()
 
     @cached_property
     def selected(self) -> list[str]:

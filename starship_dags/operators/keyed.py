@@ -2,7 +2,8 @@
 
 Read both lists once, compare item by item on the fields that define the item, and write only what
 differs, according to the conflict policy. Starship can only insert: an overwrite deletes the
-target's item, inserts the source's, and puts the old one back if the insert fails.
+target's item, inserts the source's, and puts the old one back if the insert fails (pools change in
+place instead, see ``pools.py``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class KeyedResourceOperator(MigrationOperator):
         """Why the target cannot hold an item with this key, known before asking it (None: it can)."""
         return None
 
+    def cannot_update(self, key: str) -> str | None:
+        """Why the target's item with this key cannot be changed (None: it can)."""
+        return None
+
     def migrate_one(
         self, key: str, wanted: dict[str, Any], existing: dict[str, Any] | None, dry_run: bool
     ) -> tuple[str, str | None]:
@@ -106,6 +111,9 @@ class KeyedResourceOperator(MigrationOperator):
                                            "differs on the target: " + ", ".join(differing))
         if outcome != "replace":
             return outcome, reason
+        refused = self.cannot_update(key)
+        if refused:
+            return "failed", "differs on the target: " + ", ".join(differing) + f"; {refused}"
         if not dry_run:
             self.replace_on_target(key, wanted, existing)
         return "updated", None

@@ -76,7 +76,7 @@ def log_lines(server: rig.AirflowServer, dag_id: str, run_id: str, task_id: str,
 def summaries_of(result: rig.DagTestResult, kind: str) -> list[dict]:
     """The per-DAG summaries of one kind of artifact (``xcoms`` or ``task_logs``)."""
     return [summary for label, summary in result.summaries.items()
-            if label.startswith("history.artifacts") and summary["resource"] == kind]
+            if label.startswith("history.xcoms_logs_notes") and summary["resource"] == kind]
 
 
 def log_notes(result: rig.DagTestResult) -> list[str]:
@@ -166,7 +166,7 @@ def test_xcoms_and_logs_of_scheduler_runs(history_target):
             "JOIN task_instance r ON r.dag_id = c.dag_id AND r.run_id = c.run_id AND r.map_index = c.map_index "
             "AND r.task_id = 'history.dag_runs' WHERE c.run_id = (SELECT run_id FROM dag_run "
             "WHERE dag_id = 'starship_migration' AND start_date IS NOT NULL ORDER BY start_date DESC LIMIT 1) "
-            "AND c.dag_id = 'starship_migration' AND c.task_id = 'history.artifacts' ORDER BY 1")
+            "AND c.dag_id = 'starship_migration' AND c.task_id = 'history.xcoms_logs_notes' ORDER BY 1")
         assert copies == [(index, "skipped", True) for index in range(len(REAL_DAGS))], copies
 
 

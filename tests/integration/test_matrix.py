@@ -3,10 +3,11 @@
 Cells: every source minor into a 3.3 target, every Airflow 2 source minor into a 2.11 target, and
 a 2.11 source into every target minor. Each source's history is made by its own scheduler
 (:mod:`tests.integration.scheduled`: a mapped task, a retried task, a failed run with a ``conf``,
-XComs, a log per try) beside pools, variables (a secret among them) and connections. Each cell
-migrates every resource into a target emptied of them, checks the target field by field (settings,
-runs, task instances, retry history, XComs, every try's log as the target's own log route serves
-it), that no secret reached a log, and that an idle rerun writes nothing.
+XComs, a log per try) with notes on a run and a mapped task instance, beside pools, variables (a
+secret among them) and connections. Each cell migrates every resource into a target emptied of
+them, checks the target field by field (settings, runs, task instances, retry history, XComs,
+notes, every try's log as the target's own log route serves it), that no secret reached a log, and
+that an idle rerun writes nothing.
 
 Airflow 2 sources serve logs as a non-Astronomer deployment does (through the REST API: Starship's
 ``/task_log`` needs ``ASTRONOMER_ENVIRONMENT``); Airflow 2 targets as Astro does (through Starship).
@@ -34,6 +35,7 @@ from tests.integration.test_artifacts import (
     target_xcom,
 )
 from tests.integration.test_keyed_resources import assert_same
+from tests.integration.test_notes import note_of, set_note
 
 CELLS = sorted(
     {(source, "3.3") for source in SOURCES}
@@ -45,7 +47,7 @@ assert all(supported(*cell) for cell in CELLS)
 UNSUPPORTED = ("3.3", "2.11")  # an Airflow 3 source into an Airflow 2 target: refused by start
 assert not supported(*UNSUPPORTED)
 NEEDED = [*CELLS, UNSUPPORTED]  # in the order the tests below use them
-EVERYTHING = {"resources": ["pools", "variables", "connections", "dag_history", "xcoms", "task_logs"],
+EVERYTHING = {"resources": ["pools", "variables", "connections", "dag_history", "xcoms", "task_logs", "notes"],
               "dag_ids": list(REAL_DAGS), "validate": True, "conflict_policy": "overwrite"}
 #: Sources whose Starship has no retry-history table (Airflow 2.9 and older keep none).
 WITHOUT_RETRY_HISTORY = ("2.7", "2.8", "2.9")
@@ -73,6 +75,8 @@ class Servers:
         server = rig.AirflowServer(f"msrc{version}", self.envs[version]).start()
         try:
             scheduled.make(server)
+            for key, note in source_notes(server).items():
+                set_note(server, note, *key)
             rig.seed(server, corpus.spec())
         except BaseException:
             server.stop()
@@ -96,6 +100,14 @@ def servers(envs) -> Iterator[Servers]:
     pool = Servers(envs)
     yield pool
     pool.stop()
+
+
+def source_notes(server: rig.AirflowServer) -> dict[tuple, str]:
+    """Notes a user leaves in the source's UI: on a run and on a mapped task instance of it."""
+    run_id = min(row[0] for row in server.sql("SELECT run_id FROM task_instance WHERE dag_id = 'hist_mapped' "
+                                              "AND task_id = 'square' AND map_index = 1"))
+    return {("hist_mapped", run_id): "re-ran after the vendor outage ✓",
+            ("hist_mapped", run_id, "square", 1): "map index 1: known bad data, ignore"}
 
 
 def empty_target(target: rig.AirflowServer) -> None:
@@ -148,6 +160,9 @@ def test_cell(servers, cell):
         copied = {key: json.loads(value) for key, value in copied.items()}
     assert copied == xcoms
     assert artifact_totals(first, "xcoms").get("created") == len(xcoms)
+    notes = source_notes(source)
+    assert {key: note_of(target, *key) for key in notes} == notes
+    assert artifact_totals(first, "notes").get("created") == len(notes)
 
     all_tries = tries(source)
     assert any(t[4] == 2 for t in all_tries)  # the retried task's two tries

@@ -28,8 +28,12 @@ def note_of(server, *key) -> str | None:
 
 
 def set_note(server, note, *key) -> None:
-    """As a user does in the UI of the (Airflow 2) source."""
-    answer = server.client().session.patch(_route(server, *key) + "/setNote", json={"note": note}, timeout=60)
+    """As a user does in the source's UI (Airflow 2: ``setNote``; Airflow 3: a PATCH of the note)."""
+    if server.major == 2:
+        answer = server.client().session.patch(_route(server, *key) + "/setNote", json={"note": note}, timeout=60)
+    else:
+        answer = server.client().session.patch(_route(server, *key), params={"update_mask": "note"},
+                                               json={"note": note}, timeout=60)
     assert answer.status_code == 200, (key, answer.status_code, answer.text[:300])
 
 

@@ -190,12 +190,12 @@ def test_an_idle_rerun_starts_no_xcom_or_log_task(live):
         assert state == "success", task_states(target, "starship_migration", run_id)
         started[attempt] = dict(((t, i), (s, bool(host))) for t, i, s, host in target.sql(
             "SELECT task_id, map_index, state, coalesce(hostname, '') FROM task_instance "
-            "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.artifacts'",
+            "WHERE dag_id = 'starship_migration' AND run_id = %s AND task_id = 'history.xcoms_logs_notes'",
             (run_id,)))
     # the first run copies the run's XComs and its log: the task runs
-    assert started["first"] == {("history.artifacts", 0): ("success", True)}
+    assert started["first"] == {("history.xcoms_logs_notes", 0): ("success", True)}
     # the rerun finds the DAG unchanged: no worker ever takes the task
-    assert started["idle"] == {("history.artifacts", 0): ("skipped", False)}
+    assert started["idle"] == {("history.xcoms_logs_notes", 0): ("skipped", False)}
     assert target.sql("SELECT state FROM dag_run WHERE dag_id = %s", (DONE_DAG,)) == [("success",)]
 
 
@@ -247,7 +247,7 @@ def test_trigger_form_in_a_real_browser(live):
             assert label.count() == 1, f"{title!r} is not on the trigger form"
         assert dialog.get_by_text("What to migrate.").count() == 1  # descriptions are shown
         # Two parameters: only pools, with conflict policy overwrite.
-        for name in ("variables", "connections", "dag_history", "xcoms", "task_logs"):
+        for name in ("variables", "connections", "dag_history", "xcoms", "task_logs", "notes"):
             dialog.locator(f"[aria-label='Remove {name}'] [role=button]").click()
         dialog.locator("#element_conflict_policy").click()
         page.get_by_role("option", name="overwrite").click()

@@ -7,14 +7,14 @@ import pytest
 from starship_dags.compat import AIRFLOW_MAJOR
 from starship_dags.dags import build_migration_dag
 
-HISTORY_TASKS = ["history.dag_runs", "history.artifacts", "history.validate"]
+HISTORY_TASKS = ["history.dag_runs", "history.xcoms_logs_notes", "history.validate"]
 
 
 def test_dag_runs_is_directly_upstream_of_every_task_it_may_skip():
     dag = build_migration_dag()
     runs = dag.get_task("history.dag_runs")
     assert set(runs.children) == set(HISTORY_TASKS[1:]) <= runs.downstream_task_ids
-    assert runs.artifact_children == {"history.artifacts"}
+    assert runs.artifact_children == {"history.xcoms_logs_notes"}
 
 
 def test_each_per_dag_task_follows_every_earlier_one_and_the_end_waits_for_all():
@@ -39,7 +39,7 @@ def test_the_start_is_directly_upstream_of_every_task_its_guard_may_skip():
     skippable = {"settings.pools", "settings.variables", "settings.connections", "settings.environment",
                  "validate_settings", "cutover_pause_source", "cutover_unpause_target",
                  # the history's later tasks, through the group's input, before the group expands
-                 "history.artifacts", "history.validate"}
+                 "history.xcoms_logs_notes", "history.validate"}
     assert set(guard.children) == skippable <= guard.downstream_task_ids
     runs = dag.get_task("history.dag_runs")
     for task_id in runs.children:  # both skip them on the same condition

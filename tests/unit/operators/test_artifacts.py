@@ -109,3 +109,12 @@ def test_threads_come_from_the_connections_extras(mocker):
 def test_a_run_without_xcoms_or_logs_selected_is_left_out(mocker):
     op, _, _ = artifacts_task(mocker, kinds=[])
     assert op.start_dag({"dag_id": "d"}) is False
+
+
+def test_the_task_can_be_deep_copied_before_it_runs():
+    """Airflow 3.0's ``dags test`` deep-copies every task: the threads' lock is made only when used."""
+    import copy
+
+    op = ArtifactsMigrationOperator(task_id="artifacts", source_dags=[{"dag_id": "d"}], plans={"plans": {}})
+    twin = copy.deepcopy(op)
+    assert twin.lock is not op.lock and twin.lock.acquire(blocking=False)

@@ -10,6 +10,7 @@ from starship_dags.exceptions import (
 )
 from starship_dags.operators.base import as_name_list
 from starship_dags.operators.connections import ConnectionsMigrationOperator
+from starship_dags.operators.pools import PoolsMigrationOperator
 from starship_dags.operators.variables import VariablesMigrationOperator
 from starship_dags.report import Summary
 from tests.unit.fakes import Ti as _Ti
@@ -183,3 +184,67 @@ def test_a_part_counts_its_own_requests_and_time_and_the_main_summary_the_rest()
 )
 def test_name_lists(value, names):
     assert as_name_list(value) == names
+
+
+class FakePools:
+    """Just enough of StarshipHook for pools: no pool DELETE exists, a change is a PATCH."""
+
+    def __init__(self, items, *, major=3):
+        self.items = {i["name"]: dict(i) for i in items}
+        self.default_pool_fields = frozenset({"slots", "include_deferred"} | ({"description"} if major < 3 else set()))
+        self.calls = []
+
+    def get_pools(self):
+        return list(self.items.values())
+
+    def create_pool(self, item):
+        self.calls.append(("create", item["name"]))
+        self.items[item["name"]] = dict(item)
+
+    def update_pool(self, name, fields):
+        self.calls.append(("update", name, dict(fields)))
+        self.items[name].update(fields)
+
+    def add_secrets(self, values):
+        pass
+
+
+def pools_operator(source_items, target: FakePools) -> PoolsMigrationOperator:
+    op = PoolsMigrationOperator(task_id="pools")
+    op.conflict_policy = "overwrite"
+    op.__dict__["source_hook"] = FakePools(source_items)
+    op.__dict__["target_hook"] = target
+    return op
+
+
+def pool(name, slots, description="d", include_deferred=False):
+    return {"name": name, "slots": slots, "description": description, "include_deferred": include_deferred}
+
+
+def test_an_overwritten_pool_is_patched_on_its_differing_fields_and_no_other_pool_is_touched():
+    target = FakePools([pool("a", 1), pool("own", 9)])
+    summary = Summary(resource="pools")
+    pools_operator([pool("a", 5, include_deferred=True)], target).migrate(summary, context={})
+    assert summary.updated == 1
+    assert target.calls == [("update", "a", {"slots": 5, "include_deferred": True})]
+    assert target.items["own"] == pool("own", 9)
+
+
+@pytest.mark.parametrize(("major", "written"), [(2, {"slots": 8, "description": "src"}), (3, {"slots": 8})])
+def test_default_pool_takes_what_the_target_lets_change_and_is_then_unchanged(major, written):
+    target = FakePools([pool("default_pool", 128, "tgt")], major=major)
+    source = [pool("default_pool", 8, "src")]
+    first = Summary(resource="pools")
+    pools_operator(source, target).migrate(first, context={})
+    assert first.updated == 1 and target.calls == [("update", "default_pool", written)]
+    again = Summary(resource="pools")
+    pools_operator(source, target).migrate(again, context={})
+    assert (again.unchanged, again.updated) == (1, 0) and len(target.calls) == 1
+
+
+def test_a_differing_pool_whose_name_holds_a_slash_fails_by_name_and_nothing_is_written():
+    target = FakePools([pool("a/b", 1)])
+    summary = Summary(resource="pools")
+    pools_operator([pool("a/b", 2)], target).migrate(summary, context={})
+    assert summary.failures[0]["item"] == "pool 'a/b'" and "slots" in summary.failures[0]["reason"]
+    assert "UI" in summary.failures[0]["reason"] and target.calls == []
