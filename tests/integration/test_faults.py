@@ -42,8 +42,9 @@ def scenario_faults(name: str, target: rig.AirflowServer) -> tuple[list[Fault], 
                 [Fault(TGT_TIS, "reset", after_forward=True, skip=1), Fault(TGT_RUNS, "reset", after_forward=True),
                  Fault(TGT_VARS, "reset", after_forward=True, skip=2)], {})
     if name == "slower-than-read-timeout":
-        return ([Fault(SRC_TIS, "slow", delay=6, skip=1)],
-                [Fault(TGT_TIS, "slow", delay=6, skip=2)], {"read_timeout": 3})
+        # a read timeout that no answer of a loaded 2-core machine reaches, only the delayed ones
+        return ([Fault(SRC_TIS, "slow", delay=16, skip=1)],
+                [Fault(TGT_TIS, "slow", delay=16, skip=2)], {"read_timeout": 8})
     if name == "truncated-bodies":
         return ([Fault(SRC_RUNS, "truncate"), Fault(SRC_TIS, "truncate", skip=1),
                  Fault(r"^GET /api/starship/variables", "truncate")], [], {})
