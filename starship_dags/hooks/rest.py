@@ -2,8 +2,8 @@
 Airflow 2, ``/api/v2`` on Airflow 3, reached with the same login or token as Starship.
 
 Used where Starship does not serve something (XComs before 2.8 and on Airflow 3, logs outside
-Astronomer environments and on Airflow 3, notes, changing a pool), to list what exists without a request per task
-instance, and for the DAG state the cutover and the guard read. Listings page by what each page
+Astronomer environments and on Airflow 3, notes, changing a pool), to list what exists without a
+request per task instance, and for the DAG state the cutover and the guard read. Listings page by what each page
 held (servers cap ``limit`` at their ``maximum_page_limit``), and a listing whose pages do not add
 up to the total it announced raises :class:`IncompleteListing`.
 """
