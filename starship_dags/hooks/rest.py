@@ -217,13 +217,12 @@ class RestRoutes:
 
     def update_pool(self, name: str, fields: dict[str, Any]) -> None:
         """Change some fields of an existing pool in place (one PATCH; the others stay as they are)."""
-        route = f"pools/{quote(name, safe='')}"
         if self.airflow_major < 3:  # Airflow 2 wants the name in the body and the mask comma-separated
-            self._rest("PATCH", route, params={"update_mask": ",".join(fields)}, json={"name": name, **fields},
-                       item=f"pool {name!r}")
+            mask, named = ",".join(fields), {"name": name}
         else:  # Airflow 3: one update_mask parameter per field, the name as "pool"
-            self._rest("PATCH", route, params={"update_mask": list(fields)}, json={"pool": name, **fields},
-                       item=f"pool {name!r}")
+            mask, named = list(fields), {"pool": name}
+        self._rest("PATCH", f"pools/{quote(name, safe='')}", params={"update_mask": mask}, json={**named, **fields},
+                   item=f"pool {name!r}")
 
     @property
     def default_pool_fields(self) -> frozenset[str]:

@@ -107,13 +107,13 @@ class KeyedResourceOperator(MigrationOperator):
                 self.create_on_target(key, wanted)
             return "created", None
         differing = self.differing_fields(wanted, existing)
-        outcome, reason = resolve_conflict(self.conflict_policy, not differing,
-                                           "differs on the target: " + ", ".join(differing))
+        differs = "differs on the target: " + ", ".join(differing)
+        outcome, reason = resolve_conflict(self.conflict_policy, not differing, differs)
         if outcome != "replace":
             return outcome, reason
         refused = self.cannot_update(key)
         if refused:
-            return "failed", "differs on the target: " + ", ".join(differing) + f"; {refused}"
+            return "failed", f"{differs}; {refused}"
         if not dry_run:
             self.replace_on_target(key, wanted, existing)
         return "updated", None

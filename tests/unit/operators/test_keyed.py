@@ -8,6 +8,7 @@ from starship_dags.exceptions import (
     StarshipConflictError,
     StarshipServerError,
 )
+from starship_dags.hooks.rest import RestRoutes
 from starship_dags.operators.base import as_name_list
 from starship_dags.operators.connections import ConnectionsMigrationOperator
 from starship_dags.operators.pools import PoolsMigrationOperator
@@ -186,12 +187,13 @@ def test_name_lists(value, names):
     assert as_name_list(value) == names
 
 
-class FakePools:
-    """Just enough of StarshipHook for pools: no pool DELETE exists, a change is a PATCH."""
+class FakePools(RestRoutes):
+    """Just enough of StarshipHook for pools: no pool DELETE exists, a change is a PATCH. What
+    ``default_pool`` lets change is the hook's own rule (``RestRoutes.default_pool_fields``)."""
 
     def __init__(self, items, *, major=3):
         self.items = {i["name"]: dict(i) for i in items}
-        self.default_pool_fields = frozenset({"slots", "include_deferred"} | ({"description"} if major < 3 else set()))
+        self.airflow_major = major
         self.calls = []
 
     def get_pools(self):
