@@ -9,11 +9,28 @@ import pytest
 from tests.integration import history_seed, rig, scheduled
 from tests.integration.parity import reset_history
 
+GROUP = pytest.StashKey[str]()
 
+
+#: The integration tests' groups (``pytest -n 2 --dist loadgroup``, as scripts/test.sh runs them), started in
+#: this order: the tests on the session's shared servers (the 2.11 source and the targets) stay in one
+#: process, which starts those servers once; the version matrix, the other long group, goes to the other.
+FIRST_GROUPS = ("shared-servers", "test_matrix")
+SHARED_SERVERS = {"source", "target", "history_source"}
+
+
+def pytest_itemcollected(item):  # before pytest-xdist reads the groups (its own collection hook)
+    item.add_marker(pytest.mark.integration)
+    group = "shared-servers" if SHARED_SERVERS & set(item.fixturenames) else item.module.__name__.rsplit(".", 1)[-1]
+    item.add_marker(pytest.mark.xdist_group(group))
+    item.stash[GROUP] = group
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has ordered the tests by the targets' parameter
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/integration" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
+    rank = {group: place for place, group in enumerate(FIRST_GROUPS)}
+    # stable: each group keeps its order; the unit tests (no group) last
+    items.sort(key=lambda item: rank.get(item.stash.get(GROUP, None), len(rank)))
 
 
 class Envs(dict):

@@ -5,6 +5,9 @@
 * Each server gets its own PostgreSQL database, cloned from a migrated template database that is
   also cached across runs (``CREATE DATABASE … TEMPLATE`` takes a second; ``db migrate`` a minute).
 * Servers bind 127.0.0.1 on free ports; every wait is bounded.
+* Several test processes may share the cache (``pytest -n 2``): a venv is built, and this tree
+  installed into it, under a file lock and only when missing or changed; a template database is
+  migrated under a PostgreSQL advisory lock.
 
 Nothing here is imported by the package itself.
 """
@@ -12,6 +15,7 @@ Nothing here is imported by the package itself.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -145,24 +149,51 @@ class AirflowEnv:
     def major(self) -> int:
         return int(self.version.split(".")[0])
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """Held while this venv is built or this tree installed into it (other test processes wait)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / f".{self.path.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def ensure(self) -> AirflowEnv:
         marker = self.path / ".complete"
-        if not marker.exists():
-            log(f"building virtual environment for Airflow {self.version} at {self.path}")
-            shutil.rmtree(self.path, ignore_errors=True)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-            run([uv(), "venv", "-q", "--python", sys.executable, str(self.path)], env=env)
-            run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python, *ENV_SPECS[self.version]],
-                env=env)
-            marker.write_text("ok")
+        with self._locked():
+            if not marker.exists():
+                log(f"building virtual environment for Airflow {self.version} at {self.path}")
+                shutil.rmtree(self.path, ignore_errors=True)
+                env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+                run([uv(), "venv", "-q", "--python", sys.executable, str(self.path)], env=env)
+                run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python,
+                     *ENV_SPECS[self.version]], env=env)
+                marker.write_text("ok")
         return self
 
     def install_project(self) -> None:
-        """Install this working tree (not editable: the server sees exactly what a user gets)."""
-        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-        run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python, "--no-deps", "--reinstall-package",
-             "starship-dags", str(ROOT)], env=env)
+        """Install this working tree (not editable: the server sees exactly what a user gets), unless
+        the venv already holds exactly these files: reinstalling under a server that another test
+        process runs from this venv would pull its modules away mid-import."""
+        marker = self.path / ".project"
+        with self._locked():
+            if marker.exists() and marker.read_text() == project_digest():
+                return
+            env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+            run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python, "--no-deps",
+                 "--reinstall-package", "starship-dags", str(ROOT)], env=env)
+            marker.write_text(project_digest())
+
+
+def project_digest() -> str:
+    """What a venv's installed copy of this tree is compared by: the package's files and its metadata."""
+    digest = hashlib.sha256()
+    package = [path for path in (ROOT / "starship_dags").rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    for path in sorted([ROOT / "pyproject.toml", *package]):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -299,8 +330,13 @@ class AirflowServer:
 
     def _ensure_template(self) -> str:
         name = self._template_name()
-        if db_exists(name):
-            return name
+        with pg_connect() as lock:  # another test process migrating the same template waits here
+            lock.execute("SELECT pg_advisory_lock(%s)", (int(hashlib.sha256(name.encode()).hexdigest()[:15], 16),))
+            if not db_exists(name):
+                self._migrate_template(name)
+        return name
+
+    def _migrate_template(self, name: str) -> None:
         log(f"migrating template database {name}")
         building = name + "_building"
         create_db(building)
@@ -314,7 +350,6 @@ class AirflowServer:
             self.db = saved_db
         with pg_connect() as conn:
             conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
-        return name
 
     def create_database(self) -> None:
         create_db(self.db, template=self._ensure_template())
