@@ -179,12 +179,14 @@ class AirflowEnv:
         process runs from this venv would pull its modules away mid-import."""
         marker = self.path / ".project"
         with self._locked():
-            if marker.exists() and marker.read_text() == project_digest():
+            digest = project_digest()
+            if marker.exists() and marker.read_text() == digest:
                 return
+            marker.unlink(missing_ok=True)  # an install cut off halfway is not taken for a finished one
             env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
             run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python, "--no-deps",
                  "--reinstall-package", "starship-dags", str(ROOT)], env=env)
-            marker.write_text(project_digest())
+            marker.write_text(digest)
 
 
 def project_digest() -> str:
