@@ -10,6 +10,10 @@
   migrated under a PostgreSQL advisory lock.
 
 Nothing here is imported by the package itself.
+
+Longer than the project's 400 lines: the tests, the demo and the benchmark all start servers
+through this one module, in the order its sections follow (venvs, PostgreSQL, servers, a client,
+seeding, running the migration DAG), each building on the one before.
 """
 
 from __future__ import annotations
