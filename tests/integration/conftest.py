@@ -15,13 +15,14 @@ GROUP = pytest.StashKey[str]()
 #: The integration tests' groups (``pytest -n 2 --dist loadgroup``, as scripts/test.sh runs them), started in
 #: this order: the tests on the session's shared servers (the 2.11 source and the targets) stay in one
 #: process, which starts those servers once; the version matrix, the other long group, goes to the other.
-FIRST_GROUPS = ("shared-servers", "test_matrix")
+SHARED_GROUP = "shared-servers"
+FIRST_GROUPS = (SHARED_GROUP, "test_matrix")
 SHARED_SERVERS = {"source", "target", "history_source"}
 
 
 def pytest_itemcollected(item):  # before pytest-xdist reads the groups (its own collection hook)
     item.add_marker(pytest.mark.integration)
-    group = "shared-servers" if SHARED_SERVERS & set(item.fixturenames) else item.module.__name__.rsplit(".", 1)[-1]
+    group = SHARED_GROUP if SHARED_SERVERS & set(item.fixturenames) else item.module.__name__.rsplit(".", 1)[-1]
     item.add_marker(pytest.mark.xdist_group(group))
     item.stash[GROUP] = group
 

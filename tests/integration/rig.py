@@ -170,10 +170,8 @@ class AirflowEnv:
             if not marker.exists():
                 log(f"building virtual environment for Airflow {self.version} at {self.path}")
                 shutil.rmtree(self.path, ignore_errors=True)
-                env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-                run([uv(), "venv", "-q", "--python", sys.executable, str(self.path)], env=env)
-                run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python,
-                     *ENV_SPECS[self.version]], env=env)
+                run_uv("venv", "-q", "--python", sys.executable, str(self.path))
+                run_uv("pip", "install", "-q", "--compile-bytecode", "--python", self.python, *ENV_SPECS[self.version])
                 marker.write_text("ok")
         return self
 
@@ -187,10 +185,13 @@ class AirflowEnv:
             if marker.exists() and marker.read_text() == digest:
                 return
             marker.unlink(missing_ok=True)  # an install cut off halfway is not taken for a finished one
-            env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-            run([uv(), "pip", "install", "-q", "--compile-bytecode", "--python", self.python, "--no-deps",
-                 "--reinstall-package", "starship-dags", str(ROOT)], env=env)
+            run_uv("pip", "install", "-q", "--compile-bytecode", "--python", self.python, "--no-deps",
+                   "--reinstall-package", "starship-dags", str(ROOT))
             marker.write_text(digest)
+
+
+def run_uv(*args: str) -> None:
+    run([uv(), *args], env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})  # the machine's Python, never a download
 
 
 def project_digest() -> str:
